@@ -1,0 +1,5 @@
+"""``python -m fedshield`` runs the command line."""
+
+from fedshield.cli.main import app
+
+app()

@@ -1,0 +1,39 @@
+"""Experiment configuration: typed frozen dataclasses, TOML loading, validation."""
+
+from fedshield.config.loader import (
+    QUICKSTART,
+    apply_overrides,
+    default_config,
+    from_dict,
+    load_toml,
+    parse_override,
+)
+from fedshield.config.schema import (
+    ConfigError,
+    DataConfig,
+    EngineConfig,
+    EvalConfig,
+    ExperimentConfig,
+    ModelConfig,
+    OutputConfig,
+    ServerConfig,
+    TrainConfig,
+)
+
+__all__ = [
+    "QUICKSTART",
+    "ConfigError",
+    "DataConfig",
+    "EngineConfig",
+    "EvalConfig",
+    "ExperimentConfig",
+    "ModelConfig",
+    "OutputConfig",
+    "ServerConfig",
+    "TrainConfig",
+    "apply_overrides",
+    "default_config",
+    "from_dict",
+    "load_toml",
+    "parse_override",
+]

@@ -1,0 +1,272 @@
+"""Typed, frozen experiment configuration.
+
+An experiment is described by an :class:`ExperimentConfig`, a tree of frozen dataclasses.
+Every field carries its constraints in ``dataclasses.field(metadata=...)`` (allowed
+choices, numeric bounds, a one-line help text); :mod:`fedshield.config.loader` uses them to
+validate raw TOML/dict input and to report mistakes with the key, the value and what is
+allowed. Library code only ever sees these dataclasses, never raw dicts.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+
+class ConfigError(ValueError):
+    """A configuration mistake; the message names the key, the value and what is allowed."""
+
+
+def opt(
+    default: Any,
+    help: str,
+    *,
+    choices: tuple[Any, ...] | None = None,
+    ge: float | None = None,
+    gt: float | None = None,
+    le: float | None = None,
+    lt: float | None = None,
+) -> Any:
+    """A dataclass field with validation metadata.
+
+    Args:
+        default: Default value.
+        help: One-line description shown in error messages and docs.
+        choices: Allowed values, if the field is an enumeration.
+        ge: Inclusive lower bound.
+        gt: Exclusive lower bound.
+        le: Inclusive upper bound.
+        lt: Exclusive upper bound.
+
+    Returns:
+        A ``dataclasses.field`` carrying the metadata.
+    """
+    meta = {"help": help, "choices": choices, "ge": ge, "gt": gt, "le": le, "lt": lt}
+    return field(default=default, metadata=meta)
+
+
+def show_value(value: Any) -> str:
+    """A value as the user wrote it in TOML (true/false, not True/False)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return repr(value)
+
+
+def check_field(key: str, value: Any, meta: Mapping[str, Any]) -> None:
+    """Check one value against its field's choices and bounds.
+
+    Raises:
+        ConfigError: Naming ``key``, the value and what is allowed.
+    """
+    choices = meta.get("choices")
+    if choices is not None and value not in choices:
+        allowed = ", ".join(repr(c) for c in choices)
+        raise ConfigError(f"{key} = {value!r} is not allowed: choose one of {allowed}")
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ConfigError(f"{key} = {value!r} is not allowed: it must be a finite number")
+    bounds = [
+        ("ge", lambda v, b: v >= b, ">="),
+        ("gt", lambda v, b: v > b, ">"),
+        ("le", lambda v, b: v <= b, "<="),
+        ("lt", lambda v, b: v < b, "<"),
+    ]
+    for name, test, sym in bounds:
+        bound = meta.get(name)
+        if bound is not None and not test(value, bound):
+            raise ConfigError(
+                f"{key} = {value!r} is out of range: it must be {sym} {bound}"
+                + (f" ({meta['help']})" if meta.get("help") else "")
+            )
+
+
+class _Section:
+    """Validates every field's choices and bounds on construction (also when a section is
+    built directly in Python or via ``dataclasses.replace``)."""
+
+    _prefix: ClassVar[str] = ""
+
+    def __post_init__(self) -> None:
+        for f in dataclasses.fields(self):  # type: ignore[arg-type]
+            if f.metadata:
+                key = f"{self._prefix}.{f.name}" if self._prefix else f.name
+                check_field(key, getattr(self, f.name), f.metadata)
+
+
+@dataclass(frozen=True)
+class DataConfig(_Section):
+    """Which data, and how it is split over clients."""
+
+    _prefix: ClassVar[str] = "data"
+
+    dataset: str = opt("mnist", "dataset name from fedshield.data.DATASETS (mnist, digits)")
+    num_clients: int = opt(20, "number of clients in the federation", ge=1)
+    partition: str = opt(
+        "dirichlet", "how training data is split", choices=("iid", "dirichlet", "shards")
+    )
+    alpha: float = opt(0.5, "Dirichlet concentration (partition = 'dirichlet')", gt=0.0)
+    shards_per_client: int = opt(2, "shards per client (partition = 'shards')", ge=1)
+    min_client_size: int = opt(
+        1, "minimum samples per client, Dirichlet draws are repeated until it holds", ge=1
+    )
+
+
+@dataclass(frozen=True)
+class ModelConfig(_Section):
+    """The global model."""
+
+    _prefix: ClassVar[str] = "model"
+
+    name: str = opt("mlp_2nn", "model name from fedshield.models.MODELS")
+
+
+@dataclass(frozen=True)
+class TrainConfig(_Section):
+    """Local training on each client (SGD with momentum, weight decay and FedProx)."""
+
+    _prefix: ClassVar[str] = "train"
+
+    lr: float = opt(0.05, "client learning rate", gt=0.0)
+    momentum: float = opt(0.0, "client SGD momentum (reset every round)", ge=0.0, lt=1.0)
+    weight_decay: float = opt(0.0, "client L2 weight decay", ge=0.0)
+    batch_size: int = opt(10, "client minibatch size", ge=1)
+    local_epochs: int = opt(1, "local epochs per round (ignored if local_steps > 0)", ge=1)
+    local_steps: int = opt(0, "fixed number of local steps per round; 0 = use local_epochs", ge=0)
+    prox_mu: float = opt(0.0, "FedProx proximal coefficient mu (0 = FedAvg)", ge=0.0)
+    lr_schedule: str = opt(
+        "constant",
+        "client learning-rate schedule over rounds",
+        choices=("constant", "step", "exponential", "cosine"),
+    )
+    lr_decay: float = opt(0.1, "decay factor gamma for 'step' and 'exponential'", gt=0.0, le=1.0)
+    lr_step_rounds: int = opt(10, "rounds between decays for 'step'", ge=1)
+    lr_min: float = opt(0.0, "final learning rate for 'cosine'", ge=0.0)
+
+
+@dataclass(frozen=True)
+class ServerConfig(_Section):
+    """Rounds, client sampling, aggregation and the server optimizer."""
+
+    _prefix: ClassVar[str] = "server"
+
+    rounds: int = opt(50, "number of communication rounds", ge=1)
+    clients_per_round: int = opt(10, "clients sampled per round; 0 = use client_fraction", ge=0)
+    client_fraction: float = opt(
+        0.0, "fraction of clients sampled per round (used if clients_per_round = 0)", ge=0.0, le=1.0
+    )
+    dropout: float = opt(0.0, "probability that a sampled client fails to report", ge=0.0, lt=1.0)
+    aggregator: str = opt("mean", "aggregation rule from fedshield.aggregators.AGGREGATORS")
+    weighting: str = opt("samples", "client weights in aggregation", choices=("samples", "uniform"))
+    optimizer: str = opt(
+        "sgd",
+        "server optimizer applied to the aggregated update",
+        choices=("sgd", "fedavgm", "fedadam"),
+    )
+    lr: float = opt(1.0, "server learning rate", gt=0.0)
+    momentum: float = opt(0.9, "server momentum (fedavgm)", ge=0.0, lt=1.0)
+    beta1: float = opt(0.9, "first-moment decay (fedadam)", ge=0.0, lt=1.0)
+    beta2: float = opt(0.99, "second-moment decay (fedadam)", ge=0.0, lt=1.0)
+    tau: float = opt(1e-3, "adaptivity / epsilon (fedadam)", gt=0.0)
+
+
+@dataclass(frozen=True)
+class EvalConfig(_Section):
+    """When and how the global model is evaluated."""
+
+    _prefix: ClassVar[str] = "eval"
+
+    every: int = opt(1, "evaluate every k rounds (the last round is always evaluated)", ge=1)
+    per_client: bool = opt(
+        True, "also report the distribution of per-client accuracy on each client's own data"
+    )
+    batch_size: int = opt(4096, "evaluation batch size", ge=1)
+    target_accuracy: float = opt(
+        0.0, "record the first round whose test accuracy reaches this (0 = off)", ge=0.0, le=1.0
+    )
+
+
+@dataclass(frozen=True)
+class EngineConfig(_Section):
+    """How local training is executed."""
+
+    _prefix: ClassVar[str] = "engine"
+
+    backend: str = opt(
+        "auto",
+        "local-training path: sequential (one client after another), vmap (torch.func over "
+        "clients), fused (hand-fused batched kernels for MLPs), auto (fused when the model "
+        "allows, else vmap)",
+        choices=("auto", "sequential", "vmap", "fused"),
+    )
+    client_chunk: int = opt(
+        0, "train at most this many clients at once in vectorised paths; 0 = all", ge=0
+    )
+    threads: int = opt(0, "torch intra-op threads; 0 = leave torch's default", ge=0)
+
+
+@dataclass(frozen=True)
+class OutputConfig(_Section):
+    """Where and what a run writes."""
+
+    _prefix: ClassVar[str] = "output"
+
+    dir: str = opt("runs", "root folder for run directories")
+    checkpoint: bool = opt(True, "write a checkpoint after every round (enables --resume)")
+    plot: bool = opt(True, "write metrics.png at the end")
+    progress: bool = opt(True, "show a progress bar and the final summary table")
+
+
+@dataclass(frozen=True)
+class ExperimentConfig(_Section):
+    """A whole experiment: federation, training recipe, engine and outputs."""
+
+    name: str = opt("quickstart", "experiment name (prefix of the run directory)")
+    seed: int = opt(0, "master seed: every random draw derives from it", ge=0)
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    server: ServerConfig = field(default_factory=ServerConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    engine: EngineConfig = field(default_factory=EngineConfig)
+    output: OutputConfig = field(default_factory=OutputConfig)
+
+    def __post_init__(self) -> None:
+        """Field checks, then cross-field checks that no single field can make."""
+        super().__post_init__()
+        s, d = self.server, self.data
+        if s.clients_per_round > d.num_clients:
+            raise ConfigError(
+                f"server.clients_per_round = {s.clients_per_round} is more than "
+                f"data.num_clients = {d.num_clients}: allowed is 1..{d.num_clients} "
+                "(or 0 with server.client_fraction)"
+            )
+        if s.clients_per_round == 0 and s.client_fraction == 0.0:
+            raise ConfigError(
+                "server.clients_per_round = 0 and server.client_fraction = 0.0: no client "
+                "would ever be sampled; set clients_per_round >= 1 or client_fraction in (0, 1]"
+            )
+        if s.clients_per_round > 0 and s.client_fraction > 0.0:
+            raise ConfigError(
+                f"server.clients_per_round = {s.clients_per_round} and server.client_fraction "
+                f"= {s.client_fraction} are both set: set only one (the other to 0)"
+            )
+        if self.train.lr_schedule == "cosine" and self.train.lr_min > self.train.lr:
+            raise ConfigError(
+                f"train.lr_min = {self.train.lr_min} is larger than train.lr = "
+                f"{self.train.lr}: a cosine schedule decays from lr to lr_min <= lr"
+            )
+
+    @property
+    def sampled_per_round(self) -> int:
+        """Number of clients sampled each round."""
+        if self.server.clients_per_round > 0:
+            return self.server.clients_per_round
+        return max(1, round(self.server.client_fraction * self.data.num_clients))
+
+    def to_dict(self) -> dict[str, Any]:
+        """The resolved configuration as plain nested dicts (JSON/TOML serialisable)."""
+        return dataclasses.asdict(self)

@@ -1,0 +1,557 @@
+"""The federated round loop: sampling, local training, hooks, aggregation, evaluation,
+checkpointing, and the run directory.
+
+One round ``r``::
+
+    S_r   ~ sample(clients, m)                     seeded by (seed, r)
+    R_r   = S_r minus dropped clients              each drops with probability p
+    U     = [w_k - w_g for k in R_r]               local training (update matrix [|R_r|, P])
+    U     = hooks.after_local_training(U)          client side
+    U     = U minus non-finite rows                rejected with a reason, recorded
+    U     = hooks.before_aggregation(U)
+    Delta = aggregator(U, weights)                 e.g. weighted mean = FedAvg
+    Delta = hooks.after_aggregation(Delta)
+    w_g   = server_optimizer(w_g, Delta)           sgd / fedavgm / fedadam
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from fedshield import aggregators
+from fedshield.config.schema import ConfigError, ExperimentConfig, TrainConfig
+from fedshield.data import Dataset, client_stats, load_dataset, partition
+from fedshield.engine.batches import make_batch_plan
+from fedshield.engine.fused import FusedMLPTrainer, fused_layers
+from fedshield.engine.hooks import ClientUpdates, Hook, RoundContext
+from fedshield.engine.layout import ParamLayout
+from fedshield.engine.local import LocalRecipe, LocalTrainer, SequentialTrainer
+from fedshield.engine.seeding import Stream, numpy_rng, torch_generator
+from fedshield.engine.server_opt import ServerState, init_state, server_step
+from fedshield.engine.vectorized import VmapTrainer
+from fedshield.models import MODELS, build_model
+from fedshield.report.store import RunStore
+
+CHECKPOINT_VERSION = 1
+#: cache budget for one chunk of stacked client parameters in the vectorised paths (bytes)
+_CHUNK_BYTES = 16 * 2**20
+
+ModelFactory = Callable[[tuple[int, ...], int], nn.Module]
+
+
+@dataclass
+class Result:
+    """What :func:`run_experiment` returns.
+
+    Attributes:
+        config: The configuration that ran.
+        history: Per-round metric records (as in ``metrics.jsonl``).
+        final_metrics: Metrics of the final evaluation plus run totals (``summary.json``).
+        run_dir: The run directory.
+        params: ``[P]`` final global parameters.
+        layout: The model's parameter layout.
+        model: The model with the final global parameters loaded.
+    """
+
+    config: ExperimentConfig
+    history: list[dict[str, Any]]
+    final_metrics: dict[str, Any]
+    run_dir: Path
+    params: Tensor
+    layout: ParamLayout
+    model: nn.Module = field(repr=False)
+
+
+@dataclass(frozen=True)
+class Federation:
+    """The data side of an experiment: the dataset and each client's sample indices."""
+
+    dataset: Dataset
+    clients: list[np.ndarray]
+    stats: dict[str, Any]
+
+    @property
+    def num_samples(self) -> Tensor:
+        """``int64 [num_clients]`` training samples per client."""
+        return torch.tensor([len(c) for c in self.clients], dtype=torch.int64)
+
+
+def build_federation(cfg: ExperimentConfig, dataset: Dataset | None = None) -> Federation:
+    """Load (or take) the dataset and split it over clients as configured.
+
+    Raises:
+        ConfigError: Unknown dataset, or a split the data cannot support.
+    """
+    if dataset is None:
+        try:
+            dataset = load_dataset(cfg.data.dataset, seed=cfg.seed)
+        except ValueError as exc:
+            raise ConfigError(f"data.dataset = {cfg.data.dataset!r}: {exc}") from exc
+    labels = dataset.y_train.numpy()
+    n = len(labels)
+    if cfg.data.num_clients > n:
+        raise ConfigError(
+            f"data.num_clients = {cfg.data.num_clients} is more than the {n} training samples "
+            f"of {dataset.name!r}: every client needs at least one sample"
+        )
+    try:
+        parts = partition(
+            labels,
+            cfg.data.num_clients,
+            method=cfg.data.partition,
+            seed=int(numpy_rng(cfg.seed, Stream.PARTITION).integers(2**31)),
+            alpha=cfg.data.alpha,
+            shards_per_client=cfg.data.shards_per_client,
+            min_size=cfg.data.min_client_size,
+        )
+    except ValueError as exc:
+        raise ConfigError(f"data.partition = {cfg.data.partition!r}: {exc}") from exc
+    stats = client_stats(labels, parts, dataset.num_classes)
+    return Federation(dataset=dataset, clients=parts, stats=stats)
+
+
+def make_model(
+    cfg: ExperimentConfig, dataset: Dataset, model: str | ModelFactory | None = None
+) -> nn.Module:
+    """Build the global model with a seeded initialisation.
+
+    Raises:
+        ConfigError: Unknown model name.
+    """
+    spec: str | ModelFactory = model if model is not None else cfg.model.name
+    if isinstance(spec, str) and spec not in MODELS:
+        raise ConfigError(
+            f"model.name = {spec!r} is not a known model: choose one of "
+            f"{', '.join(sorted(MODELS))} or pass a factory to run_experiment(model=...)"
+        )
+    seed = int(numpy_rng(cfg.seed, Stream.MODEL_INIT).integers(2**31))
+    return build_model(spec, dataset.input_shape, dataset.num_classes, seed=seed)
+
+
+def make_trainer(
+    cfg: ExperimentConfig, model: nn.Module, layout: ParamLayout, x: Tensor, y: Tensor
+) -> LocalTrainer:
+    """Choose and build the local-training path (``engine.backend``).
+
+    Raises:
+        ConfigError: ``fused`` requested for a model it cannot run.
+    """
+    backend = cfg.engine.backend
+    has_buffers = any(True for _ in model.buffers())
+    if backend == "auto":
+        if fused_layers(model) is not None:
+            backend = "fused"
+        elif not has_buffers:
+            backend = "vmap"
+        else:
+            backend = "sequential"
+    chunk = cfg.engine.client_chunk
+    if chunk == 0 and backend == "fused":
+        chunk = max(1, _CHUNK_BYTES // (layout.numel * 4))
+    if backend == "fused":
+        if fused_layers(model) is None:
+            raise ConfigError(
+                "engine.backend = 'fused' needs an MLP: nn.Sequential([Flatten], Linear, "
+                "[ReLU|Sigmoid|Tanh], ..., Linear) without buffers; use 'vmap' or 'auto'"
+            )
+        return FusedMLPTrainer(model, layout, x, y, chunk=chunk)
+    if backend == "vmap":
+        if has_buffers:
+            raise ConfigError(
+                "engine.backend = 'vmap' cannot train a model with buffers (e.g. BatchNorm "
+                "running statistics); use 'sequential' or 'auto'"
+            )
+        return VmapTrainer(model, layout, x, y, chunk=chunk)
+    return SequentialTrainer(model, layout, x, y)
+
+
+def lr_at(train: TrainConfig, r: int, rounds: int) -> float:
+    """Client learning rate of round ``r`` (0-based) under the configured schedule."""
+    if train.lr_schedule == "step":
+        return train.lr * train.lr_decay ** (r // train.lr_step_rounds)
+    if train.lr_schedule == "exponential":
+        return train.lr * train.lr_decay**r
+    if train.lr_schedule == "cosine":
+        frac = r / max(rounds - 1, 1)
+        return train.lr_min + 0.5 * (train.lr - train.lr_min) * (1 + math.cos(math.pi * frac))
+    return train.lr
+
+
+def sample_clients(cfg: ExperimentConfig, r: int) -> tuple[Tensor, Tensor]:
+    """Clients sampled in round ``r`` and those of them that report (not dropped out).
+
+    Returns:
+        ``(sampled, reporting)``, sorted ``int64`` id tensors.
+    """
+    m = cfg.sampled_per_round
+    n = cfg.data.num_clients
+    sampled = np.sort(numpy_rng(cfg.seed, Stream.SAMPLING, r).choice(n, size=m, replace=False))
+    keep = numpy_rng(cfg.seed, Stream.DROPOUT, r).random(m) >= cfg.server.dropout
+    return torch.from_numpy(sampled), torch.from_numpy(sampled[keep])
+
+
+@torch.no_grad()
+def predict(model: nn.Module, x: Tensor, batch_size: int) -> Tensor:
+    """Logits of ``model`` on ``x``, in batches."""
+    model.eval()
+    return torch.cat([model(x[i : i + batch_size]) for i in range(0, len(x), batch_size)])
+
+
+def evaluate(
+    model: nn.Module, fed: Federation, *, batch_size: int, per_client: bool
+) -> dict[str, Any]:
+    """Test accuracy/loss of the global model, and optionally per-client accuracy.
+
+    Per-client accuracy is the global model's accuracy on each client's own training
+    shard (what each client would observe), summarised as mean, std, min, p10, median,
+    p90 and max.
+    """
+    ds = fed.dataset
+    logits = predict(model, ds.x_test, batch_size)
+    out: dict[str, Any] = {
+        "test_accuracy": float((logits.argmax(1) == ds.y_test).float().mean()),
+        "test_loss": float(nn.functional.cross_entropy(logits, ds.y_test)),
+    }
+    if per_client:
+        correct = (predict(model, ds.x_train, batch_size).argmax(1) == ds.y_train).float()
+        accs = torch.tensor([float(correct[idx].mean()) for idx in fed.clients])
+        q = torch.quantile(accs, torch.tensor([0.1, 0.5, 0.9]))
+        out["client_accuracy"] = {
+            "mean": float(accs.mean()),
+            "std": float(accs.std()) if len(accs) > 1 else 0.0,
+            "min": float(accs.min()),
+            "p10": float(q[0]),
+            "median": float(q[1]),
+            "p90": float(q[2]),
+            "max": float(accs.max()),
+        }
+    return out
+
+
+def reject_nonfinite(updates: ClientUpdates) -> tuple[ClientUpdates, list[dict[str, Any]]]:
+    """Drop rows that are not finite; return the rest and the rejection records."""
+    finite = torch.isfinite(updates.updates).all(dim=1)
+    if bool(finite.all()):
+        return updates, []
+    rejected = [
+        {"client": int(c), "reason": "update has non-finite values (NaN/Inf)"}
+        for c in updates.client_ids[~finite].tolist()
+    ]
+    return updates.select(finite), rejected
+
+
+def _check_hook_output(name: str, stage: str, out: Any, numel: int) -> None:
+    if not isinstance(out, ClientUpdates):
+        raise TypeError(f"hook {name!r}.{stage} returned {type(out).__name__}, not ClientUpdates")
+    u = out.updates
+    n = len(out.client_ids)
+    if u.dim() != 2 or u.shape[1] != numel or u.shape[0] != n:
+        raise ValueError(
+            f"hook {name!r}.{stage} returned updates of shape {tuple(u.shape)}, expected "
+            f"({n}, {numel})"
+        )
+    if u.dtype != torch.float32:
+        raise ValueError(f"hook {name!r}.{stage} returned dtype {u.dtype}, expected float32")
+
+
+def _save_checkpoint(
+    store: RunStore,
+    *,
+    round_done: int,
+    params: Tensor,
+    server_state: ServerState,
+    hooks: Sequence[Hook],
+    elapsed: float,
+) -> None:
+    path = store.checkpoint_path
+    tmp = path.with_suffix(".tmp")
+    torch.save(
+        {
+            "version": CHECKPOINT_VERSION,
+            "round": round_done,
+            "params": params,
+            "server_state": server_state,
+            "hooks": [h.state_dict() for h in hooks],
+            "elapsed_s": elapsed,
+        },
+        tmp,
+    )
+    tmp.replace(path)
+
+
+def _progress(enabled: bool) -> Any:
+    if not enabled:
+        return None
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    return Progress(
+        TextColumn("[bold]round"),
+        MofNCompleteColumn(),
+        BarColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        TextColumn("{task.description}"),
+        transient=False,
+    )
+
+
+def run_experiment(
+    config: ExperimentConfig,
+    *,
+    dataset: Dataset | None = None,
+    model: str | ModelFactory | None = None,
+    hooks: Sequence[Hook] = (),
+    resume: str | Path | None = None,
+) -> Result:
+    """Run a federated experiment end to end and write its run directory.
+
+    Args:
+        config: The validated experiment configuration.
+        dataset: Use this dataset (e.g. ``fedshield.data.from_arrays(...)``) instead of
+            ``config.data.dataset``.
+        model: A model name or a factory ``(input_shape, num_classes) -> nn.Module``
+            overriding ``config.model.name``.
+        hooks: Attacks, mechanisms and measurements plugged into the loop, in order.
+        resume: An existing run directory to continue from its last checkpoint (the
+            configuration must be the one saved there).
+
+    Returns:
+        The :class:`Result`.
+
+    Raises:
+        ConfigError: A configuration the data, model or registries cannot support; raised
+            before any training.
+    """
+    cfg = config
+    if cfg.engine.threads:
+        torch.set_num_threads(cfg.engine.threads)
+    t_start = time.perf_counter()
+    try:
+        aggregate_fn = aggregators.get(cfg.server.aggregator)
+    except ValueError as exc:
+        raise ConfigError(f"server.aggregator = {cfg.server.aggregator!r}: {exc}") from exc
+    fed = build_federation(cfg, dataset)
+    net = make_model(cfg, fed.dataset, model)
+    layout = ParamLayout.from_module(net)
+    if layout.dtype != torch.float32:
+        raise ConfigError(f"the model's parameters are {layout.dtype}; fedshield trains float32")
+    ds = fed.dataset
+    trainer = make_trainer(cfg, net, layout, ds.x_train, ds.y_train)
+    params = layout.flatten(net).clone()
+    server_state = init_state(cfg.server.optimizer, layout.numel)
+    start_round = 0
+    elapsed_before = 0.0
+
+    if resume is not None:
+        store = RunStore.open(resume)
+        saved = store.read_config()
+        if saved != cfg.to_dict():
+            raise ConfigError(
+                f"cannot resume {store.run_dir}: its saved config differs from the one given "
+                "(resume with the run directory's own config)"
+            )
+        ckpt_path = store.checkpoint_path
+        if ckpt_path.exists():
+            ckpt = torch.load(ckpt_path, weights_only=False)
+            if ckpt.get("version") != CHECKPOINT_VERSION:
+                raise ValueError(f"{ckpt_path}: unsupported checkpoint version")
+            params = ckpt["params"]
+            if params.shape != (layout.numel,):
+                raise ValueError(f"{ckpt_path}: checkpoint does not match the model's layout")
+            server_state = ckpt["server_state"]
+            for h, st in zip(hooks, ckpt["hooks"], strict=False):
+                h.load_state_dict(st)
+            start_round = int(ckpt["round"]) + 1
+            elapsed_before = float(ckpt["elapsed_s"])
+        store.truncate_metrics(start_round)  # records are 1-based: keep rounds done
+    else:
+        store = RunStore.create(cfg.output.dir, cfg.name)
+        store.write_config(cfg.to_dict())
+        store.write_json("clients.json", fed.stats)
+
+    history = store.read_metrics()
+    num_samples = fed.num_samples
+    rounds = cfg.server.rounds
+    progress = _progress(cfg.output.progress)
+    task = None
+    if progress is not None:
+        progress.start()
+        task = progress.add_task("", total=rounds, completed=start_round)
+    last_eval: dict[str, Any] = {}
+    try:
+        for r in range(start_round, rounds):
+            t_round = time.perf_counter()
+            sampled, reporting = sample_clients(cfg, r)
+            lr = lr_at(cfg.train, r, rounds)
+            ctx = RoundContext(
+                round=r,
+                num_rounds=rounds,
+                config=cfg,
+                layout=layout,
+                global_params=params,
+                sampled=sampled,
+                reporting=reporting,
+                lr=lr,
+                generator=torch_generator(cfg.seed, Stream.HOOKS, r),
+            )
+            for h in hooks:
+                h.on_round_start(ctx)
+            record: dict[str, Any] = {
+                "round": r + 1,
+                "lr": lr,
+                "num_sampled": len(sampled),
+                "num_reporting": len(reporting),
+            }
+            rejected: list[dict[str, Any]] = []
+            t_train = 0.0
+            if len(reporting) > 0:
+                ids = reporting.tolist()
+                plan = make_batch_plan(
+                    [fed.clients[k] for k in ids],
+                    batch_size=cfg.train.batch_size,
+                    local_epochs=cfg.train.local_epochs,
+                    local_steps=cfg.train.local_steps,
+                    rngs=[numpy_rng(cfg.seed, Stream.BATCHES, r, k) for k in ids],
+                )
+                recipe = LocalRecipe(
+                    lr=lr,
+                    momentum=cfg.train.momentum,
+                    weight_decay=cfg.train.weight_decay,
+                    prox_mu=cfg.train.prox_mu,
+                )
+                t0 = time.perf_counter()
+                local = trainer.train(params, plan, recipe)
+                t_train = time.perf_counter() - t0
+                n_k = num_samples[reporting]
+                weights = (
+                    n_k.to(torch.float32)
+                    if cfg.server.weighting == "samples"
+                    else torch.ones(len(ids))
+                )
+                updates = ClientUpdates(
+                    client_ids=reporting,
+                    updates=local.params.sub_(params),
+                    weights=weights,
+                    num_samples=n_k,
+                    loss=local.loss,
+                )
+                record["train_loss"] = float((local.loss * n_k).sum() / n_k.sum())
+                for h in hooks:
+                    updates = h.after_local_training(ctx, updates)
+                    _check_hook_output(h.name, "after_local_training", updates, layout.numel)
+                updates, rejected = reject_nonfinite(updates)
+                for h in hooks:
+                    updates = h.before_aggregation(ctx, updates)
+                    _check_hook_output(h.name, "before_aggregation", updates, layout.numel)
+                if len(updates) > 0:
+                    delta = aggregate_fn(updates.updates, updates.weights)
+                    for h in hooks:
+                        delta = h.after_aggregation(ctx, delta)
+                    if delta.shape != (layout.numel,) or not bool(torch.isfinite(delta).all()):
+                        raise ValueError(
+                            f"round {r + 1}: aggregate has shape {tuple(delta.shape)} or "
+                            "non-finite values; the global model was not updated"
+                        )
+                    params, server_state = server_step(params, delta, server_state, cfg.server)
+            record["num_aggregated"] = (
+                record["num_reporting"] - len(rejected) if len(reporting) else 0
+            )
+            record["rejected"] = rejected
+            record["time_train_s"] = t_train
+            if (r + 1) % cfg.eval.every == 0 or r + 1 == rounds:
+                layout.load_into(net, params)
+                last_eval = evaluate(
+                    net, fed, batch_size=cfg.eval.batch_size, per_client=cfg.eval.per_client
+                )
+                record.update(last_eval)
+            record.update(ctx.metrics)
+            for h in hooks:
+                h.on_round_end(ctx, record)
+            record["time_round_s"] = time.perf_counter() - t_round
+            store.append_metrics(record)
+            history.append(record)
+            if cfg.output.checkpoint:
+                _save_checkpoint(
+                    store,
+                    round_done=r,
+                    params=params,
+                    server_state=server_state,
+                    hooks=hooks,
+                    elapsed=elapsed_before + time.perf_counter() - t_start,
+                )
+            if progress is not None and task is not None:
+                desc = f"loss {record.get('train_loss', float('nan')):.4f}"
+                if "test_accuracy" in last_eval:
+                    desc += f"  test acc {last_eval['test_accuracy']:.4f}"
+                progress.update(task, advance=1, description=desc)
+    finally:
+        if progress is not None:
+            progress.stop()
+
+    layout.load_into(net, params)
+    if not last_eval:
+        last_eval = evaluate(net, fed, batch_size=cfg.eval.batch_size, per_client=False)
+    final = _summary(cfg, history, last_eval, elapsed_before + time.perf_counter() - t_start)
+    store.write_summary(final)
+    torch.save({k: v.detach().clone() for k, v in net.state_dict().items()}, store.path("model.pt"))
+    store.write_csv()
+    if cfg.output.plot:
+        store.plot()
+    if cfg.output.progress:
+        from rich.console import Console
+
+        from fedshield.report.tables import summary_table
+
+        Console().print(summary_table(final, title=f"{cfg.name}: {store.run_dir}"))
+    return Result(
+        config=cfg,
+        history=history,
+        final_metrics=final,
+        run_dir=store.run_dir,
+        params=params,
+        layout=layout,
+        model=net,
+    )
+
+
+def _summary(
+    cfg: ExperimentConfig, history: list[dict[str, Any]], last: dict[str, Any], total: float
+) -> dict[str, Any]:
+    accs = [h["test_accuracy"] for h in history if "test_accuracy" in h]
+    times = [h["time_round_s"] for h in history]
+    out: dict[str, Any] = {
+        "rounds": len(history),
+        "final_test_accuracy": last.get("test_accuracy"),
+        "final_test_loss": last.get("test_loss"),
+        "best_test_accuracy": max(accs) if accs else None,
+        "total_time_s": total,
+        "mean_round_time_s": float(np.mean(times)) if times else None,
+        "median_round_time_s": float(np.median(times)) if times else None,
+        "rejected_updates": sum(len(h.get("rejected", [])) for h in history),
+    }
+    target = cfg.eval.target_accuracy
+    if target > 0:
+        hit = [h["round"] for h in history if h.get("test_accuracy", -1.0) >= target]
+        out["target_accuracy"] = target
+        out["rounds_to_target"] = hit[0] if hit else None
+    if "client_accuracy" in last:
+        out["final_client_accuracy"] = last["client_accuracy"]
+    out["test_accuracy"] = last.get("test_accuracy")
+    out["test_loss"] = last.get("test_loss")
+    return out

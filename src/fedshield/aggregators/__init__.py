@@ -10,7 +10,7 @@ from collections.abc import Callable
 
 from torch import Tensor
 
-from fedshield.aggregators.checks import check_updates, check_weights
+from fedshield.aggregators.checks import check_updates, check_weights, nonfinite_rows
 from fedshield.aggregators.mean import mean
 
 Aggregator = Callable[..., Tensor]
@@ -34,4 +34,12 @@ def get(name: str) -> Aggregator:
         raise ValueError(f"unknown aggregator {name!r}: known aggregators are {known}") from None
 
 
-__all__ = ["AGGREGATORS", "Aggregator", "check_updates", "check_weights", "get", "mean"]
+__all__ = [
+    "AGGREGATORS",
+    "Aggregator",
+    "check_updates",
+    "check_weights",
+    "get",
+    "mean",
+    "nonfinite_rows",
+]

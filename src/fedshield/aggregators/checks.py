@@ -25,10 +25,25 @@ def check_updates(updates: Tensor) -> None:
         raise ValueError(f"updates is empty (shape {tuple(updates.shape)}): nothing to aggregate")
     if not updates.is_floating_point():
         raise ValueError(f"updates must be floating point, got dtype {updates.dtype}")
-    finite = torch.isfinite(updates).all(dim=1)
-    if not bool(finite.all()):
-        bad = (~finite).nonzero().flatten().tolist()
+    bad_rows = nonfinite_rows(updates)
+    if bool(bad_rows.any()):
+        bad = bad_rows.nonzero().flatten().tolist()
         raise ValueError(f"updates has non-finite (NaN/Inf) entries in rows {bad}")
+
+
+def nonfinite_rows(updates: Tensor) -> Tensor:
+    """Boolean ``[n]``: which rows of ``updates`` contain a NaN or an Inf.
+
+    A row sum is NaN/Inf whenever the row holds one, so one reduction screens all rows
+    (memory-bound, no ``[n, d]`` boolean temporary); only rows whose sum is not finite
+    (which includes finite rows whose sum overflows) are checked element by element.
+    """
+    suspect = ~torch.isfinite(updates.sum(dim=1))
+    if not bool(suspect.any()):
+        return suspect
+    idx = suspect.nonzero().flatten()
+    suspect[idx] = ~torch.isfinite(updates[idx]).all(dim=1)
+    return suspect
 
 
 def check_weights(weights: Tensor, n: int) -> Tensor:

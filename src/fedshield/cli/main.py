@@ -76,6 +76,8 @@ def run(
             result = run_experiment(cfg)
     except ConfigError as exc:
         raise _fail(str(exc)) from exc
+    except KeyboardInterrupt:
+        raise typer.Exit(code=130) from None
     console.print(f"run directory: {result.run_dir}", highlight=False)
 
 

@@ -17,6 +17,7 @@ One round ``r``::
 from __future__ import annotations
 
 import math
+import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -42,8 +43,9 @@ from fedshield.models import MODELS, build_model
 from fedshield.report.store import RunStore
 
 CHECKPOINT_VERSION = 1
-#: cache budget for one chunk of stacked client parameters in the vectorised paths (bytes)
-_CHUNK_BYTES = 16 * 2**20
+#: cache budget for one chunk of stacked client parameters in the fused path (bytes);
+#: measured best for the 2NN on a 2-core machine with a 32 MB L3 (10 clients per chunk)
+_CHUNK_BYTES = 8 * 2**20
 
 ModelFactory = Callable[[tuple[int, ...], int], nn.Module]
 
@@ -163,7 +165,7 @@ def make_trainer(
                 "engine.backend = 'fused' needs an MLP: nn.Sequential([Flatten], Linear, "
                 "[ReLU|Sigmoid|Tanh], ..., Linear) without buffers; use 'vmap' or 'auto'"
             )
-        return FusedMLPTrainer(model, layout, x, y, chunk=chunk)
+        return FusedMLPTrainer(model, layout, x, y, chunk=chunk, workers=cfg.engine.threads)
     if backend == "vmap":
         if has_buffers:
             raise ConfigError(
@@ -239,7 +241,7 @@ def evaluate(
 
 def reject_nonfinite(updates: ClientUpdates) -> tuple[ClientUpdates, list[dict[str, Any]]]:
     """Drop rows that are not finite; return the rest and the rejection records."""
-    finite = torch.isfinite(updates.updates).all(dim=1)
+    finite = ~aggregators.nonfinite_rows(updates.updates)
     if bool(finite.all()):
         return updates, []
     rejected = [
@@ -338,9 +340,23 @@ def run_experiment(
         ConfigError: A configuration the data, model or registries cannot support; raised
             before any training.
     """
-    cfg = config
-    if cfg.engine.threads:
-        torch.set_num_threads(cfg.engine.threads)
+    previous_threads = torch.get_num_threads()
+    if config.engine.threads:
+        torch.set_num_threads(config.engine.threads)
+    try:
+        return _run(config, dataset=dataset, model=model, hooks=hooks, resume=resume)
+    finally:
+        torch.set_num_threads(previous_threads)
+
+
+def _run(
+    cfg: ExperimentConfig,
+    *,
+    dataset: Dataset | None,
+    model: str | ModelFactory | None,
+    hooks: Sequence[Hook],
+    resume: str | Path | None,
+) -> Result:
     t_start = time.perf_counter()
     try:
         aggregate_fn = aggregators.get(cfg.server.aggregator)
@@ -500,6 +516,15 @@ def run_experiment(
                 if "test_accuracy" in last_eval:
                     desc += f"  test acc {last_eval['test_accuracy']:.4f}"
                 progress.update(task, advance=1, description=desc)
+    except BaseException:
+        if cfg.output.checkpoint:
+            done = len(history)
+            print(
+                f"fedshield: stopped after round {done} of {rounds}; everything up to it is "
+                f"saved. Continue with: fedshield run --resume {store.run_dir}",
+                file=sys.stderr,
+            )
+        raise
     finally:
         if progress is not None:
             progress.stop()

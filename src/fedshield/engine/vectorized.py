@@ -17,7 +17,7 @@ from torch.func import functional_call, grad_and_value, vmap
 
 from fedshield.engine.batches import BatchPlan
 from fedshield.engine.layout import ParamLayout
-from fedshield.engine.local import LocalRecipe, LocalResult
+from fedshield.engine.local import LocalRecipe, LocalResult, train_in_chunks
 
 
 def sgd_update_(
@@ -94,14 +94,7 @@ class VmapTrainer:
 
     def train(self, start: Tensor, plan: BatchPlan, recipe: LocalRecipe) -> LocalResult:
         """Train every client of ``plan`` from ``start`` (chunked if configured)."""
-        C = plan.num_clients
-        chunk = self.chunk or C
-        outs, losses = [], []
-        for lo in range(0, C, chunk):
-            res = self._train_chunk(start, plan.rows(lo, min(C, lo + chunk)), recipe)
-            outs.append(res.params)
-            losses.append(res.loss)
-        return LocalResult(params=torch.cat(outs), loss=torch.cat(losses))
+        return train_in_chunks(self._train_chunk, start, plan, recipe, self.chunk)
 
     def _train_chunk(self, start: Tensor, plan: BatchPlan, recipe: LocalRecipe) -> LocalResult:
         C = plan.num_clients

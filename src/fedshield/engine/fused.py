@@ -24,7 +24,7 @@ from torch import Tensor, nn
 
 from fedshield.engine.batches import BatchPlan
 from fedshield.engine.layout import ParamLayout
-from fedshield.engine.local import LocalRecipe, LocalResult, train_in_chunks
+from fedshield.engine.local import LocalRecipe, LocalResult, chunk_bounds, train_in_chunks
 from fedshield.engine.vectorized import sgd_update_
 
 #: bytes of input batches gathered at once (a block of steps of one chunk of clients)
@@ -158,28 +158,32 @@ class FusedMLPTrainer:
         than inside one multi-threaded kernel. Clients never interact, so the result does
         not depend on the split.
         """
-        C = plan.num_clients
+        C, P = plan.num_clients, self.layout.numel
         n_chunks = math.ceil(C / self.chunk) if self.chunk else 1
         if self.workers <= 1 or n_chunks < 2 * self.workers:
             # few chunks: one after another, each kernel multi-threaded
-            return train_in_chunks(self._train_chunk, start, plan, recipe, self.chunk)
+            return train_in_chunks(self._train_chunk, start, plan, recipe, self.chunk, P)
         n_chunks = min(C, math.ceil(n_chunks / self.workers) * self.workers)
-        size = math.ceil(C / n_chunks)
-        bounds = [(lo, min(C, lo + size)) for lo in range(0, C, size)]
+        bounds = chunk_bounds(C, math.ceil(C / n_chunks))
+        out = torch.empty(C, P, dtype=start.dtype)
+        loss = torch.empty(C)
+
+        def work(b: tuple[int, int]) -> None:
+            lo, hi = b
+            loss[lo:hi] = self._train_chunk(start, plan.rows(lo, hi), recipe, out[lo:hi])
+
         previous = torch.get_num_threads()
         torch.set_num_threads(1)
         try:
             with ThreadPoolExecutor(max_workers=self.workers) as pool:
-                parts = list(
-                    pool.map(lambda b: self._train_chunk(start, plan.rows(*b), recipe), bounds)
-                )
+                list(pool.map(work, bounds))
         finally:
             torch.set_num_threads(previous)
-        return LocalResult(
-            params=torch.cat([p.params for p in parts]), loss=torch.cat([p.loss for p in parts])
-        )
+        return LocalResult(params=out, loss=loss)
 
-    def _train_chunk(self, start: Tensor, plan: BatchPlan, recipe: LocalRecipe) -> LocalResult:
+    def _train_chunk(
+        self, start: Tensor, plan: BatchPlan, recipe: LocalRecipe, out: Tensor
+    ) -> Tensor:
         C, B = plan.num_clients, plan.batch_size
         K = self.num_classes
         glob = self.layout.unflatten(start)
@@ -264,4 +268,5 @@ class FusedMLPTrainer:
             state[lay.weight] = W
             if lay.bias:
                 state[lay.bias] = b
-        return LocalResult(params=self.layout.flatten(state), loss=loss_acc.sum(dim=(1, 2)) / steps)
+        self.layout.write_rows(state, out)
+        return loss_acc.sum(dim=(1, 2)) / steps

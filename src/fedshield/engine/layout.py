@@ -126,6 +126,24 @@ class ParamLayout:
             parts.append(t.reshape(-1) if lead is None else t.reshape(lead, -1))
         return torch.cat(parts, dim=-1)
 
+    def write_rows(self, state: Mapping[str, Tensor], out: Tensor) -> Tensor:
+        """Write stacked parameters ``name -> [n, *shape]`` into the rows of ``out``.
+
+        The batched :meth:`flatten` without its intermediate copy: ``out`` may be a view
+        (a block of rows of a larger update matrix).
+
+        Args:
+            state: Stacked parameters, each with the same leading dimension ``n``.
+            out: ``[n, numel]`` destination.
+
+        Returns:
+            ``out``.
+        """
+        n = out.shape[0]
+        for name, sl in self.slices.items():
+            out[:, sl].copy_(state[name].reshape(n, -1))
+        return out
+
     def unflatten(self, vector: Tensor) -> dict[str, Tensor]:
         """Split a vector ``[numel]`` (or matrix ``[batch, numel]``) into named views.
 

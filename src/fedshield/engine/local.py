@@ -62,26 +62,36 @@ class LocalResult:
     loss: Tensor
 
 
+#: Trains the clients of a plan and writes their final parameters into ``out``
+#: (``[n, P]``, rows of the round's matrix); returns their mean losses ``[n]``.
+ChunkFn = Callable[[Tensor, BatchPlan, LocalRecipe, Tensor], Tensor]
+
+
+def chunk_bounds(num_clients: int, chunk: int) -> list[tuple[int, int]]:
+    """``[lo, hi)`` client ranges of at most ``chunk`` clients (0 = one range)."""
+    step = chunk or num_clients
+    return [(lo, min(num_clients, lo + step)) for lo in range(0, num_clients, step)]
+
+
 def train_in_chunks(
-    train_chunk: Callable[[Tensor, BatchPlan, LocalRecipe], LocalResult],
+    train_chunk: ChunkFn,
     start: Tensor,
     plan: BatchPlan,
     recipe: LocalRecipe,
     chunk: int,
+    numel: int,
 ) -> LocalResult:
     """Run ``train_chunk`` on consecutive groups of at most ``chunk`` clients (0 = all).
 
     Smaller groups keep the stacked parameters of a group in cache; the result is the same
-    as training all clients at once (each client only ever sees its own rows).
+    as training all clients at once (each client only ever sees its own rows). Every group
+    writes straight into its rows of one ``[C, numel]`` matrix.
     """
-    C = plan.num_clients
-    step = chunk or C
-    parts = [
-        train_chunk(start, plan.rows(lo, min(C, lo + step)), recipe) for lo in range(0, C, step)
-    ]
-    return LocalResult(
-        params=torch.cat([p.params for p in parts]), loss=torch.cat([p.loss for p in parts])
-    )
+    out = torch.empty(plan.num_clients, numel, dtype=start.dtype)
+    loss = torch.empty(plan.num_clients)
+    for lo, hi in chunk_bounds(plan.num_clients, chunk):
+        loss[lo:hi] = train_chunk(start, plan.rows(lo, hi), recipe, out[lo:hi])
+    return LocalResult(params=out, loss=loss)
 
 
 class LocalTrainer(Protocol):

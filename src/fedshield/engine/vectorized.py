@@ -94,9 +94,13 @@ class VmapTrainer:
 
     def train(self, start: Tensor, plan: BatchPlan, recipe: LocalRecipe) -> LocalResult:
         """Train every client of ``plan`` from ``start`` (chunked if configured)."""
-        return train_in_chunks(self._train_chunk, start, plan, recipe, self.chunk)
+        return train_in_chunks(
+            self._train_chunk, start, plan, recipe, self.chunk, self.layout.numel
+        )
 
-    def _train_chunk(self, start: Tensor, plan: BatchPlan, recipe: LocalRecipe) -> LocalResult:
+    def _train_chunk(
+        self, start: Tensor, plan: BatchPlan, recipe: LocalRecipe, out: Tensor
+    ) -> Tensor:
         C = plan.num_clients
         glob = self.layout.unflatten(start)
         names = list(self.layout.names)
@@ -116,5 +120,5 @@ class VmapTrainer:
             active = (counts[:, s] > 0).to(torch.float32)
             sgd_update_(params, [grads[n] for n in names], bufs, anchors, active, recipe)
         steps = (plan.counts > 0).sum(dim=1).clamp(min=1)
-        flat = self.layout.flatten(dict(zip(names, params, strict=True)))
-        return LocalResult(params=flat, loss=loss_sum / steps)
+        self.layout.write_rows(dict(zip(names, params, strict=True)), out)
+        return loss_sum / steps

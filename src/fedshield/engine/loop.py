@@ -491,11 +491,13 @@ def _run(
             record["rejected"] = rejected
             record["time_train_s"] = t_train
             if (r + 1) % cfg.eval.every == 0 or r + 1 == rounds:
+                t_eval = time.perf_counter()
                 layout.load_into(net, params)
                 last_eval = evaluate(
                     net, fed, batch_size=cfg.eval.batch_size, per_client=cfg.eval.per_client
                 )
                 record.update(last_eval)
+                record["time_eval_s"] = time.perf_counter() - t_eval
             record.update(ctx.metrics)
             for h in hooks:
                 h.on_round_end(ctx, record)

@@ -461,13 +461,26 @@ class Driver:
         print(f"[bench] GEMM: {_fmt(gemms[0].get('gemm_gflops'), '.1f')} GFLOP/s", flush=True)
         gemm_guess = gemms[0].get("gemm_gflops")
 
+        # Every (variant, system, configuration) runs `repeats` times, interleaved and in
+        # alternating order, so that slow drifts of the host hit every system alike; the
+        # table keeps each system's fastest run (best of N for all systems equally).
+        plan = [
+            (variant, system, cfg)
+            for variant in variants
+            for system in systems
+            for cfg in configs_for(system, threads, flower_cpus)
+        ]
         all_runs: list[dict[str, Any]] = []
-        for variant in variants:
-            for system in systems:
-                for cfg in configs_for(system, threads, flower_cpus):
-                    all_runs.append(
-                        self.run_one(system, variant, cfg, rounds, warmup, netns, gemm_guess)
-                    )
+        for rep in range(max(1, a.repeats)):
+            if a.repeats > 1:
+                print(f"[bench] repeat {rep + 1} of {a.repeats}", flush=True)
+            order = plan if rep % 2 == 0 else list(reversed(plan))
+            for variant, system, cfg in order:
+                row = self.run_one(system, variant, cfg, rounds, warmup, netns, gemm_guess)
+                row["repeat"] = rep + 1
+                all_runs.append(row)
+            if rep + 1 < a.repeats:
+                gemms.append(self.gemm())
 
         gemms.append(self.gemm())
         clean = [g for g in gemms if g.get("gemm_gflops")]
@@ -498,6 +511,7 @@ class Driver:
                 "systems": systems,
                 "variants": variants,
                 "quiet_threshold_cores": a.quiet_threshold,
+                "repeats": a.repeats,
             },
             "results": rows,
             "all_runs": all_runs,
@@ -602,6 +616,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument("--quiet-wait", type=float, default=300, help="max seconds to wait for quiet")
     p.add_argument("--attempts", type=int, default=3, help="max runs per disturbed measurement")
+    p.add_argument(
+        "--repeats", type=int, default=1, help="interleaved repetitions; each system's best is kept"
+    )
     p.add_argument("--python", default=None, help="interpreter for the workers (default: this)")
     p.add_argument("--fedshield-python", default=None, help="interpreter for fedshield workers")
     p.add_argument("--worker", nargs=2, metavar=("SYSTEM", "VARIANT"), help=argparse.SUPPRESS)

@@ -18,6 +18,7 @@ import math
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -28,7 +29,7 @@ from fedshield.engine.local import LocalRecipe, LocalResult, chunk_bounds, train
 from fedshield.engine.vectorized import sgd_update_
 
 #: bytes of input batches gathered at once (a block of steps of one chunk of clients)
-_GATHER_BYTES = 32 * 2**20
+_GATHER_BYTES = 8 * 2**20
 
 _threshold_backward = torch.ops.aten.threshold_backward.default
 
@@ -147,6 +148,7 @@ class FusedMLPTrainer:
         self.y = y
         self.chunk = chunk
         self.workers = workers or torch.get_num_threads()
+        self._workspaces: dict[tuple[int, int, int, int], dict[str, Any]] = {}
         self.num_classes = int(layout.shapes[layout.names.index(layers[-1].weight)][0])
 
     def train(self, start: Tensor, plan: BatchPlan, recipe: LocalRecipe) -> LocalResult:
@@ -168,32 +170,57 @@ class FusedMLPTrainer:
         out = torch.empty(C, P, dtype=start.dtype)
         loss = torch.empty(C)
 
-        def work(b: tuple[int, int]) -> None:
-            lo, hi = b
-            loss[lo:hi] = self._train_chunk(start, plan.rows(lo, hi), recipe, out[lo:hi])
+        def work(slot: int) -> None:
+            # worker `slot` takes every workers-th chunk, with its own reused buffers
+            for lo, hi in bounds[slot :: self.workers]:
+                loss[lo:hi] = self._train_chunk(
+                    start, plan.rows(lo, hi), recipe, out[lo:hi], slot=slot
+                )
 
         previous = torch.get_num_threads()
         torch.set_num_threads(1)
         try:
             with ThreadPoolExecutor(max_workers=self.workers) as pool:
-                list(pool.map(work, bounds))
+                list(pool.map(work, range(self.workers)))
         finally:
             torch.set_num_threads(previous)
         return LocalResult(params=out, loss=loss)
 
+    def _workspace(self, slot: int, C: int, B: int, block: int) -> dict[str, Any]:
+        """Buffers of worker ``slot`` for chunks of ``C`` clients, kept across rounds."""
+        key = (slot, C, B, block)
+        ws = self._workspaces.get(key)
+        if ws is None:
+            shapes = [
+                self.layout.shapes[self.layout.names.index(lay.weight)] for lay in self.layers
+            ]
+            ws = {
+                "W": [torch.empty(C, *shape) for shape in shapes],
+                "b": [torch.empty(C, shape[0]) for shape in shapes],
+                "x": torch.empty(block * C * B, self.x.shape[1]),
+                "y": torch.empty(block * C * B, dtype=self.y.dtype),
+                "t": torch.empty(block, C, B, self.num_classes),
+            }
+            self._workspaces[key] = ws
+        return ws
+
     def _train_chunk(
-        self, start: Tensor, plan: BatchPlan, recipe: LocalRecipe, out: Tensor
+        self, start: Tensor, plan: BatchPlan, recipe: LocalRecipe, out: Tensor, slot: int = 0
     ) -> Tensor:
         C, B = plan.num_clients, plan.batch_size
         K = self.num_classes
         glob = self.layout.unflatten(start)
-        Ws = [glob[lay.weight].unsqueeze(0).repeat(C, 1, 1) for lay in self.layers]
-        bs = [
-            (glob[lay.bias] if lay.bias else torch.zeros(glob[lay.weight].shape[0]))
-            .unsqueeze(0)
-            .repeat(C, 1)
-            for lay in self.layers
-        ]
+        D = self.x.shape[1]
+        block = max(1, _GATHER_BYTES // max(1, C * B * (D + K) * 4))
+        ws = self._workspace(slot, C, B, block)
+        # reused buffers: fresh large allocations each round cost page faults on every chunk
+        Ws, bs = ws["W"], ws["b"]
+        for W, b, lay in zip(Ws, bs, self.layers, strict=True):
+            W.copy_(glob[lay.weight])
+            if lay.bias:
+                b.copy_(glob[lay.bias])
+            else:
+                b.zero_()
         params: list[Tensor] = []
         for W, b, lay in zip(Ws, bs, self.layers, strict=True):
             params.append(W)
@@ -221,20 +248,20 @@ class FusedMLPTrainer:
         plain = recipe.plain
         L = len(self.layers)
         # gather a block of steps at once, step-major so that each step is contiguous
-        D = self.x.shape[1]
-        block = max(1, _GATHER_BYTES // max(1, C * B * (D + K) * 4))
         xs = neg_targets = torch.empty(0)
         for s in range(plan.num_steps):
             j = s % block
             if j == 0:
                 idx = plan.index[:, s : s + block].transpose(0, 1).reshape(-1)
                 n_blk = idx.numel() // (C * B)
-                xs = self.x.index_select(0, idx).view(n_blk, C, B, D)
+                xs = torch.index_select(self.x, 0, idx, out=ws["x"][: idx.numel()])
+                xs = xs.view(n_blk, C, B, D)
+                ys = torch.index_select(self.y, 0, idx, out=ws["y"][: idx.numel()])
                 # -onehot(y) * mask / count: the softmax-CE gradient is p * scale + this
-                neg_targets = torch.zeros(n_blk, C, B, K)
-                neg_targets.scatter_(
-                    3, self.y.index_select(0, idx).view(n_blk, C, B, 1), -1.0
-                ).mul_(scale_all[s : s + n_blk])
+                neg_targets = ws["t"][:n_blk].zero_()
+                neg_targets.scatter_(3, ys.view(n_blk, C, B, 1), -1.0).mul_(
+                    scale_all[s : s + n_blk]
+                )
             h = xs[j]  # [C, B, D]
             hs = [h]
             for li in range(L):

@@ -165,7 +165,7 @@ def make_trainer(
                 "engine.backend = 'fused' needs an MLP: nn.Sequential([Flatten], Linear, "
                 "[ReLU|Sigmoid|Tanh], ..., Linear) without buffers; use 'vmap' or 'auto'"
             )
-        return FusedMLPTrainer(model, layout, x, y, chunk=chunk, workers=cfg.engine.threads)
+        return FusedMLPTrainer(model, layout, x, y, chunk=chunk)
     if backend == "vmap":
         if has_buffers:
             raise ConfigError(

@@ -169,8 +169,7 @@ def launch(
         returncode=proc.returncode,
         wall_s=wall,
         # ru_maxrss (exact, kernel-kept) covers the main process between polls
-        peak_rss_mb=max(peak_rss, (rusage.ru_maxrss * 1024) if rusage is not None else 0.0)
-        / 2**20,
+        peak_rss_mb=max(peak_rss, (rusage.ru_maxrss * 1024) if rusage is not None else 0.0) / 2**20,
         peak_pss_mb=None if peak_pss is None else peak_pss / 2**20,
         max_single_rss_mb=(rusage.ru_maxrss / 1024) if rusage is not None else 0.0,
         foreign_load=foreign.total_s / wall if wall > 0 else 0.0,

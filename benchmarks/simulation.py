@@ -375,10 +375,12 @@ def render_markdown(doc: dict[str, Any]) -> str:
         "once, after the last round). End-to-end is the wall time of the system's own "
         "subprocess, start-up, imports and data loading included. Peak RSS is the peak of the "
         "summed RSS of the subprocess tree (Ray / torchrun workers included). "
-        "GFLOP/s = 6 x 199,210 x samples per round / (s/round). Each peer is run under several "
-        "settings (torch intra-op threads for plain-torch and pfl-1proc; Flower's CPUs per "
-        "client) and its fastest is shown, with the setting in brackets; pfl-2workers runs "
-        "2 processes x 1 thread. fedshield's last round evaluates the test set and is left out "
+        "GFLOP/s = 6 x 199,210 x samples per round / (s/round). Peers run under the settings "
+        f"in brackets (torch intra-op threads {cfg.get('threads_options', '')}; Flower CPUs "
+        f"per client {cfg.get('flower_cpus', '')}) and the fastest is shown; pfl-2workers runs "
+        "2 processes x 1 thread. Every run is repeated "
+        f"{cfg.get('repeats', 1)} time(s), interleaved in alternating order, and each system's "
+        "fastest repeat is kept. fedshield's last round evaluates the test set and is left out "
         "of its median. A run during which other processes used more than "
         f"{cfg['quiet_threshold_cores']:g} cores is repeated (the quietest attempt is kept); "
         "the GEMM rate is the higher of two measurements, before and after the runs.\n",
@@ -512,6 +514,8 @@ class Driver:
                 "variants": variants,
                 "quiet_threshold_cores": a.quiet_threshold,
                 "repeats": a.repeats,
+                "threads_options": a.threads_options,
+                "flower_cpus": a.flower_cpus,
             },
             "results": rows,
             "all_runs": all_runs,
@@ -576,7 +580,14 @@ class Driver:
             best = dict(min(ok, key=lambda r: r["s_per_round"]) if ok else cands[0])
             notes = [best["note"]] if best.get("note") and best.get("status") == "ok" else []
             if len(ok) > 1:
-                tried = ", ".join(f"{r['config']}: {r['s_per_round']:.3f} s/round" for r in ok)
+
+                def label(r: dict[str, Any]) -> str:
+                    parts = [r["config"]] if r.get("config") else []
+                    if self.args.repeats > 1:
+                        parts.append(f"repeat {r.get('repeat', 1)}")
+                    return " ".join(parts)
+
+                tried = ", ".join(f"{label(r)}: {r['s_per_round']:.3f} s/round" for r in ok)
                 notes.append(f"fastest of {tried}")
             disturbed = best.get("foreign_load_cores", 0.0) >= self.args.quiet_threshold
             if best.get("status") == "ok" and disturbed:

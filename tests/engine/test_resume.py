@@ -155,3 +155,13 @@ def test_sigkill_then_cli_resume_matches_uninterrupted(tmp_path: Path) -> None:
         assert torch.equal(want[k], got[k]), k
     rounds = [json.loads(line)["round"] for line in (run_dir / "metrics.jsonl").open()]
     assert rounds == list(range(1, 26))
+
+
+def test_resuming_a_finished_run_keeps_its_results(tmp_path: Path) -> None:
+    cfg = from_dict(_raw(tmp_path, rounds=2))
+    done = run_experiment(cfg)
+    before = RunStore.open(done.run_dir).read_summary()
+    again = run_experiment(cfg, resume=done.run_dir)
+    assert RunStore.open(done.run_dir).read_summary() == before
+    assert again.final_metrics == before
+    assert torch.equal(again.params, done.params)

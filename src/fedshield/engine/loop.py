@@ -532,9 +532,15 @@ def _run(
             progress.stop()
 
     layout.load_into(net, params)
-    if not last_eval:
-        last_eval = evaluate(net, fed, batch_size=cfg.eval.batch_size, per_client=False)
-    final = _summary(cfg, history, last_eval, elapsed_before + time.perf_counter() - t_start)
+    previous = store.read_summary() if start_round >= rounds else None
+    if previous is not None:
+        # resuming a finished run: nothing to train, keep its results as they are
+        final = previous
+    else:
+        if not last_eval:
+            last_eval = evaluate(net, fed, batch_size=cfg.eval.batch_size, per_client=False)
+        elapsed = elapsed_before + time.perf_counter() - t_start
+        final = _summary(cfg, history, last_eval, elapsed)
     store.write_summary(final)
     torch.save({k: v.detach().clone() for k, v in net.state_dict().items()}, store.path("model.pt"))
     store.write_csv()

@@ -35,7 +35,6 @@ class Measured:
     returncode: int
     wall_s: float
     peak_rss_mb: float
-    peak_pss_mb: float | None
     max_single_rss_mb: float
     foreign_load: float
     timed_out: bool
@@ -116,7 +115,6 @@ def launch(
     log_path.parent.mkdir(parents=True, exist_ok=True)
     seen: dict[int, float] = {}
     peak_rss = 0.0
-    peak_pss: float | None = None
     timed_out = False
     foreign = ForeignCpu()
     with open(log_path, "w") as log:
@@ -170,7 +168,6 @@ def launch(
         wall_s=wall,
         # ru_maxrss (exact, kernel-kept) covers the main process between polls
         peak_rss_mb=max(peak_rss, (rusage.ru_maxrss * 1024) if rusage is not None else 0.0) / 2**20,
-        peak_pss_mb=None if peak_pss is None else peak_pss / 2**20,
         max_single_rss_mb=(rusage.ru_maxrss / 1024) if rusage is not None else 0.0,
         foreign_load=foreign.total_s / wall if wall > 0 else 0.0,
         timed_out=timed_out,

@@ -285,7 +285,6 @@ def make_row(
     row.update(
         end_to_end_s=measured.wall_s,
         peak_rss_mb=measured.peak_rss_mb,
-        peak_pss_mb=measured.peak_pss_mb,
         max_single_process_rss_mb=measured.max_single_rss_mb,
         foreign_load_cores=measured.foreign_load,
         returncode=measured.returncode,

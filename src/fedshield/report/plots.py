@@ -97,6 +97,14 @@ def _empty_note(ax: Axes, text: str) -> None:
     ax.text(0.5, 0.5, text, ha="center", va="center", transform=ax.transAxes, color="0.5")
 
 
+def _decorate(ax: Axes, title: str, ylabel: str) -> None:
+    """Title, axis labels and grid of a per-round panel."""
+    ax.set_title(title)
+    ax.set_xlabel("round")
+    ax.set_ylabel(ylabel)
+    ax.grid(alpha=0.3)
+
+
 def _maybe_log(ax: Axes, values: list[float]) -> None:
     finite = [v for v in values if math.isfinite(v)]
     if finite and min(finite) > 0 and max(finite) / min(finite) > 100:
@@ -159,10 +167,7 @@ def plot_history(
         ax_acc.legend(loc="lower right", fontsize="small")
     else:
         _empty_note(ax_acc, "no accuracy recorded")
-    ax_acc.set_title("Accuracy")
-    ax_acc.set_xlabel("round")
-    ax_acc.set_ylabel("accuracy")
-    ax_acc.grid(alpha=0.3)
+    _decorate(ax_acc, "Accuracy", "accuracy")
 
     loss_values: list[float] = []
     for key, label, color in (
@@ -178,10 +183,7 @@ def plot_history(
         _maybe_log(ax_loss, loss_values)
     else:
         _empty_note(ax_loss, "no loss recorded")
-    ax_loss.set_title("Loss")
-    ax_loss.set_xlabel("round")
-    ax_loss.set_ylabel("loss")
-    ax_loss.grid(alpha=0.3)
+    _decorate(ax_loss, "Loss", "loss")
 
     if title:
         fig.suptitle(title)

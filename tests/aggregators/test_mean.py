@@ -9,7 +9,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from fedshield import aggregators
-from fedshield.aggregators import AGGREGATORS, mean
+from fedshield.aggregators import AGGREGATORS, AggregationContext, mean
+from fedshield.config.schema import DefenseConfig
 
 U = torch.tensor([[1.0, 2.0], [3.0, 4.0], [5.0, 6.0]])
 
@@ -214,10 +215,32 @@ def test_bad_weights(weights: torch.Tensor, match: str) -> None:
 # --------------------------------------------------------------------------- registry
 
 
-def test_registry_has_mean() -> None:
-    # Execute / Assert
-    assert AGGREGATORS["mean"] is mean
-    assert aggregators.get("mean") is mean
+def test_registry_mean_rule_is_the_weighted_mean() -> None:
+    # Prepare
+    w = torch.tensor([1.0, 2.0, 1.0])
+    ctx = AggregationContext(
+        num_byzantine=0,
+        defense=DefenseConfig(),
+        generator=torch.Generator(),
+        global_params=torch.zeros(2),
+        client_ids=torch.arange(3),
+    )
+
+    # Execute
+    out = aggregators.get("mean")(U, w, ctx)
+
+    # Assert: the rule adapter runs the pure function and keeps every row
+    assert AGGREGATORS["mean"] is aggregators.get("mean")
+    torch.testing.assert_close(out.aggregate, mean(U, w))
+    assert out.accepted is None
+
+
+def test_registry_names_the_whole_catalogue() -> None:
+    assert set(AGGREGATORS) == {
+        "mean", "krum", "multi_krum", "median", "trimmed_mean", "bulyan",
+        "geometric_median", "centered_clipping", "norm_bound", "fltrust", "foolsgold",
+        "flame", "dnc", "signguard",
+    }  # fmt: skip
 
 
 def test_unknown_aggregator_lists_known_names() -> None:

@@ -12,7 +12,7 @@ Examples::
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -79,6 +79,83 @@ def run(
     except KeyboardInterrupt:
         raise typer.Exit(code=130) from None
     console.print(f"run directory: {result.run_dir}", highlight=False)
+
+
+@app.command()
+def bench(
+    bench_file: Annotated[
+        Path | None, typer.Argument(help="bench TOML file (attacks x defenses x heterogeneity)")
+    ] = None,
+    resume: Annotated[
+        Path | None,
+        typer.Option("--resume", help="finish the missing cells of an existing bench directory"),
+    ] = None,
+    out: Annotated[Path, typer.Option("--out", help="root folder for bench directories")] = Path(
+        "runs"
+    ),
+) -> None:
+    """Run an attack x defense grid, print the matrix, save CSV and a heatmap."""
+    from rich.table import Table
+
+    from fedshield.bench import (
+        create_bench_dir,
+        load_bench,
+        matrix,
+        open_bench_dir,
+        run_bench,
+        write_outputs,
+    )
+    from fedshield.config import ConfigError
+
+    if (bench_file is None) == (resume is None):
+        raise _fail("give a bench file, or --resume with a bench directory (not both)")
+    try:
+        if resume is not None:
+            try:
+                spec = open_bench_dir(resume)
+            except FileNotFoundError as exc:
+                raise _fail(str(exc)) from exc
+            bench_dir = resume
+        else:
+            assert bench_file is not None
+            spec = load_bench(bench_file)
+            bench_dir = create_bench_dir(spec, out)
+    except ConfigError as exc:
+        raise _fail(str(exc)) from exc
+    console.print(f"bench directory: {bench_dir}", highlight=False)
+
+    def show(i: int, total: int, rec: dict[str, Any]) -> None:
+        if "error" in rec:
+            console.print(f"[{i}/{total}] {rec['key']}: [red]failed[/] {escape(str(rec['error']))}")
+            return
+        acc = rec.get("accuracy")
+        asr = rec.get("backdoor_success")
+        extra = f"  backdoor {100 * float(asr):.1f}%" if isinstance(asr, float) else ""
+        console.print(
+            f"[{i}/{total}] {rec['key']}: accuracy {100 * float(acc or 0):.2f}%{extra}"
+            f"  ({float(rec.get('wall_s') or 0):.1f} s)",
+            highlight=False,
+        )
+
+    try:
+        run_bench(spec, bench_dir, on_cell=show)
+    except KeyboardInterrupt:
+        write_outputs(spec, bench_dir)
+        err.print(
+            "interrupted; finished cells are saved. Continue with: "
+            f"fedshield bench --resume {bench_dir}"
+        )
+        raise typer.Exit(code=130) from None
+    records = write_outputs(spec, bench_dir)
+    for h in spec.heterogeneity:
+        rows = matrix(spec, records, h)
+        table = Table(title=f"{spec.name}: test accuracy % (backdoor: acc / ASR), {h}")
+        for col in rows[0]:
+            table.add_column(col)
+        for row in rows[1:]:
+            table.add_row(*row)
+        console.print(table)
+    console.print(f"results: {bench_dir / 'results.csv'}, {bench_dir / 'heatmap.png'}")
 
 
 @app.command("runs")

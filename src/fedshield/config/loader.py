@@ -54,6 +54,16 @@ def _check_scalar(key: str, value: Any, tp: Any) -> Any:
     return value
 
 
+def _check_tuple(key: str, value: Any, item_tp: Any) -> tuple[Any, ...]:
+    """Type-check a list value (TOML array) whose items are scalars of ``item_tp``."""
+    if not isinstance(value, list | tuple):
+        raise ConfigError(
+            f"{key} = {show_value(value)} has the wrong type ({type(value).__name__}): "
+            f"expected a list of {_describe_type(item_tp).removeprefix('a ').removeprefix('an ')}s"
+        )
+    return tuple(_check_scalar(f"{key}[{i}]", v, item_tp) for i, v in enumerate(value))
+
+
 def _build(cls: type, raw: Any, prefix: str) -> Any:
     """Recursively build dataclass ``cls`` from mapping ``raw``."""
     if not isinstance(raw, Mapping):
@@ -87,6 +97,11 @@ def _build(cls: type, raw: Any, prefix: str) -> Any:
                 kwargs[name] = None
                 continue
             tp = args[0]
+        if typing.get_origin(tp) is tuple:
+            value = _check_tuple(full, value, typing.get_args(tp)[0])
+            check_field(full, value, f.metadata)
+            kwargs[name] = value
+            continue
         value = _check_scalar(full, value, tp)
         check_field(full, value, f.metadata)
         kwargs[name] = value

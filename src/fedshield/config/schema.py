@@ -61,6 +61,10 @@ def check_field(key: str, value: Any, meta: Mapping[str, Any]) -> None:
     Raises:
         ConfigError: Naming ``key``, the value and what is allowed.
     """
+    if isinstance(value, tuple):
+        for i, item in enumerate(value):
+            check_field(f"{key}[{i}]", item, meta)
+        return
     choices = meta.get("choices")
     if choices is not None and value not in choices:
         allowed = ", ".join(repr(c) for c in choices)
@@ -173,6 +177,143 @@ class ServerConfig(_Section):
     tau: float = opt(1e-3, "adaptivity / epsilon (fedadam)", gt=0.0)
 
 
+#: model-poisoning attacks (``attack.model``); see :mod:`fedshield.attacks`
+MODEL_ATTACKS = (
+    "none",
+    "sign_flip",
+    "gaussian",
+    "scaling",
+    "alie",
+    "ipm",
+    "min_max",
+    "min_sum",
+    "fang_krum",
+    "fang_trmean",
+    "free_rider",
+    "sybil",
+)
+
+
+@dataclass(frozen=True)
+class AttackConfig(_Section):
+    """The threat model: who is malicious, when, what they know, and what they do.
+
+    Malicious clients train like everyone else (on poisoned data if ``data`` is set), then
+    rewrite their uploads with the model-poisoning attack ``model``.
+    """
+
+    _prefix: ClassVar[str] = "attack"
+
+    num_malicious: int = opt(0, "number of malicious clients (or use malicious_fraction)", ge=0)
+    malicious_fraction: float = opt(
+        0.0,
+        "fraction of all clients that are malicious (used if num_malicious = 0)",
+        ge=0.0,
+        le=1.0,
+    )
+    malicious_ids: tuple[int, ...] = opt(
+        (), "explicit ids of the malicious clients (default: a seeded random choice)", ge=0
+    )
+    start_round: int = opt(1, "first round (1-based) in which the malicious clients attack", ge=1)
+    end_round: int = opt(0, "last round in which they attack; 0 = until the end", ge=0)
+    always_participate: bool = opt(
+        False, "malicious clients take part in every round (else they are sampled like others)"
+    )
+    collude: bool = opt(
+        True, "malicious clients share what they know and send the same crafted update"
+    )
+    knowledge: str = opt(
+        "own",
+        "what the attackers know: their own honest updates, or every benign update of the round",
+        choices=("own", "omniscient"),
+    )
+    data: str = opt(
+        "none", "data poisoning on malicious clients", choices=("none", "label_flip", "backdoor")
+    )
+    flip: str = opt(
+        "reverse",
+        "label flipping: y -> C-1-y (reverse), all -> flip_target (all_to_one), "
+        "flip_source -> flip_target (source_target), uniform other label (random)",
+        choices=("reverse", "all_to_one", "source_target", "random"),
+    )
+    flip_source: int = opt(1, "source label for flip = 'source_target'", ge=0)
+    flip_target: int = opt(7, "target label for 'all_to_one' and 'source_target'", ge=0)
+    trigger: str = opt(
+        "badnets",
+        "backdoor trigger: pixel patch (badnets), blended random pattern (blended), "
+        "distributed pieces per attacker with the full trigger at test (dba)",
+        choices=("badnets", "blended", "dba"),
+    )
+    target_label: int = opt(0, "backdoor target label", ge=0)
+    poison_fraction: float = opt(
+        0.0,
+        "fraction of each malicious batch that is poisoned; 0 = 1.0 for label flipping, "
+        "0.5 for backdoors",
+        ge=0.0,
+        le=1.0,
+    )
+    trigger_size: int = opt(4, "side of the BadNets square patch in pixels", ge=1)
+    blend_alpha: float = opt(0.2, "opacity of the blended trigger", gt=0.0, le=1.0)
+    model: str = opt("none", "model-poisoning attack on the uploads", choices=MODEL_ATTACKS)
+    scale: float = opt(
+        0.0,
+        "factor for 'scaling' (0 = model replacement: total weight / malicious weight) and "
+        "for 'sign_flip'",
+        ge=0.0,
+    )
+    sigma: float = opt(100.0, "noise std for 'gaussian' (and 'free_rider' noise)", ge=0.0)
+    epsilon: float = opt(0.5, "IPM epsilon: the attackers send -epsilon * mean(benign)", gt=0.0)
+    perturbation: str = opt(
+        "unit_vec", "min-max / min-sum perturbation", choices=("unit_vec", "std", "sign")
+    )
+    norm_bound: float = opt(
+        0.0,
+        "project malicious uploads onto this L2 ball (PGD / constrain-and-scale); 0 = off",
+        ge=0.0,
+    )
+    free_rider: str = opt(
+        "stale", "what a free-rider uploads", choices=("stale", "noise", "noisy_stale")
+    )
+
+    @property
+    def enabled(self) -> bool:
+        """True when any client is malicious and it does something."""
+        has_clients = self.num_malicious > 0 or self.malicious_fraction > 0 or self.malicious_ids
+        return bool(has_clients) and (self.data != "none" or self.model != "none")
+
+
+@dataclass(frozen=True)
+class DefenseConfig(_Section):
+    """Options of the robust aggregation rule chosen by ``server.aggregator``."""
+
+    _prefix: ClassVar[str] = "defense"
+
+    num_byzantine: int = opt(
+        -1,
+        "number of Byzantine updates the rule assumes per round; -1 = the expected number "
+        "of malicious clients among those reporting (rounded up)",
+        ge=-1,
+    )
+    num_selected: int = opt(0, "rows Multi-Krum averages; 0 = n - f", ge=0)
+    trim_fraction: float = opt(
+        0.0, "trimmed mean: fraction trimmed at each end; 0 = f / n", ge=0.0, lt=0.5
+    )
+    tau: float = opt(0.0, "centered clipping radius; 0 = median update norm", ge=0.0)
+    iterations: int = opt(1, "centered clipping iterations", ge=1)
+    max_norm: float = opt(0.0, "norm bounding radius; 0 = median update norm", ge=0.0)
+    root_size: int = opt(100, "FLTrust: clean root examples held by the server", ge=1)
+    noise_lambda: float = opt(0.001, "FLAME: noise level lambda (0.001 images, 0.01 NLP)", ge=0.0)
+    cluster_on: str = opt(
+        "models",
+        "FLAME clusters the local models G + u_i (the paper) or the updates u_i",
+        choices=("models", "updates"),
+    )
+    kappa: float = opt(1.0, "FoolsGold logit confidence kappa", gt=0.0)
+    sub_dim: int = opt(10000, "DnC: coordinates sampled per iteration", ge=1)
+    dnc_iters: int = opt(5, "DnC: iterations", ge=1)
+    filter_frac: float = opt(1.0, "DnC: removes filter_frac * f rows per iteration", gt=0.0)
+
+
 @dataclass(frozen=True)
 class EvalConfig(_Section):
     """When and how the global model is evaluated."""
@@ -233,6 +374,8 @@ class ExperimentConfig(_Section):
     eval: EvalConfig = field(default_factory=EvalConfig)
     engine: EngineConfig = field(default_factory=EngineConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
+    attack: AttackConfig = field(default_factory=AttackConfig)
+    defense: DefenseConfig = field(default_factory=DefenseConfig)
 
     def __post_init__(self) -> None:
         """Field checks, then cross-field checks that no single field can make."""
@@ -260,6 +403,49 @@ class ExperimentConfig(_Section):
                 f"{self.train.lr}: a cosine schedule decays from lr to lr_min <= lr"
             )
 
+        a = self.attack
+        if a.num_malicious > 0 and a.malicious_fraction > 0.0:
+            raise ConfigError(
+                f"attack.num_malicious = {a.num_malicious} and attack.malicious_fraction = "
+                f"{a.malicious_fraction} are both set: set only one (the other to 0)"
+            )
+        if a.malicious_ids and (a.num_malicious > 0 or a.malicious_fraction > 0.0):
+            raise ConfigError(
+                "attack.malicious_ids is set together with attack.num_malicious or "
+                "attack.malicious_fraction: give the ids or a count, not both"
+            )
+        bad = [i for i in a.malicious_ids if i >= d.num_clients]
+        if bad or len(set(a.malicious_ids)) != len(a.malicious_ids):
+            raise ConfigError(
+                f"attack.malicious_ids = {list(a.malicious_ids)} must be distinct client ids in "
+                f"0..{d.num_clients - 1}"
+            )
+        if a.num_malicious > d.num_clients:
+            raise ConfigError(
+                f"attack.num_malicious = {a.num_malicious} is more than data.num_clients = "
+                f"{d.num_clients}"
+            )
+        if a.always_participate and self.num_malicious > self.sampled_per_round:
+            raise ConfigError(
+                f"attack.always_participate = true with {self.num_malicious} malicious clients "
+                f"but only {self.sampled_per_round} clients sampled per round: sample at least "
+                "as many clients per round as there are malicious clients"
+            )
+        if a.end_round and a.end_round < a.start_round:
+            raise ConfigError(
+                f"attack.end_round = {a.end_round} is before attack.start_round = {a.start_round}"
+            )
+
+    @property
+    def num_malicious(self) -> int:
+        """Number of malicious clients in the federation."""
+        a = self.attack
+        if a.malicious_ids:
+            return len(a.malicious_ids)
+        if a.num_malicious > 0:
+            return a.num_malicious
+        return round(a.malicious_fraction * self.data.num_clients)
+
     @property
     def sampled_per_round(self) -> int:
         """Number of clients sampled each round."""
@@ -269,4 +455,13 @@ class ExperimentConfig(_Section):
 
     def to_dict(self) -> dict[str, Any]:
         """The resolved configuration as plain nested dicts (JSON/TOML serialisable)."""
-        return dataclasses.asdict(self)
+        return _lists(dataclasses.asdict(self))
+
+
+def _lists(node: Any) -> Any:
+    """Tuples as lists, recursively, so that the dict equals its JSON round trip."""
+    if isinstance(node, dict):
+        return {k: _lists(v) for k, v in node.items()}
+    if isinstance(node, tuple | list):
+        return [_lists(v) for v in node]
+    return node

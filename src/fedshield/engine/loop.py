@@ -29,9 +29,10 @@ import torch
 from torch import Tensor, nn
 
 from fedshield import aggregators
+from fedshield.aggregators.base import Aggregation
 from fedshield.config.schema import ConfigError, ExperimentConfig, TrainConfig
 from fedshield.data import Dataset, client_stats, load_dataset, partition
-from fedshield.engine.batches import make_batch_plan
+from fedshield.engine.batches import BatchPlan, make_batch_plan
 from fedshield.engine.fused import FusedMLPTrainer, fused_layers
 from fedshield.engine.hooks import ClientUpdates, Hook, RoundContext
 from fedshield.engine.layout import ParamLayout
@@ -188,16 +189,32 @@ def lr_at(train: TrainConfig, r: int, rounds: int) -> float:
     return train.lr
 
 
-def sample_clients(cfg: ExperimentConfig, r: int) -> tuple[Tensor, Tensor]:
+def sample_clients(
+    cfg: ExperimentConfig, r: int, always: np.ndarray | None = None
+) -> tuple[Tensor, Tensor]:
     """Clients sampled in round ``r`` and those of them that report (not dropped out).
+
+    Args:
+        cfg: The configuration.
+        r: Round (0-based).
+        always: Ids that take part in every round and never drop out (malicious clients
+            with ``attack.always_participate``); the other seats are sampled from the rest.
 
     Returns:
         ``(sampled, reporting)``, sorted ``int64`` id tensors.
     """
     m = cfg.sampled_per_round
     n = cfg.data.num_clients
-    sampled = np.sort(numpy_rng(cfg.seed, Stream.SAMPLING, r).choice(n, size=m, replace=False))
-    keep = numpy_rng(cfg.seed, Stream.DROPOUT, r).random(m) >= cfg.server.dropout
+    rng = numpy_rng(cfg.seed, Stream.SAMPLING, r)
+    if always is None or len(always) == 0:
+        sampled = np.sort(rng.choice(n, size=m, replace=False))
+        fixed = np.zeros(m, dtype=bool)
+    else:
+        rest = np.setdiff1d(np.arange(n), always)
+        others = rng.choice(rest, size=m - len(always), replace=False)
+        sampled = np.sort(np.concatenate([always, others]))
+        fixed = np.isin(sampled, always)
+    keep = (numpy_rng(cfg.seed, Stream.DROPOUT, r).random(m) >= cfg.server.dropout) | fixed
     return torch.from_numpy(sampled), torch.from_numpy(sampled[keep])
 
 
@@ -209,13 +226,18 @@ def predict(model: nn.Module, x: Tensor, batch_size: int) -> Tensor:
 
 
 def evaluate(
-    model: nn.Module, fed: Federation, *, batch_size: int, per_client: bool
+    model: nn.Module,
+    fed: Federation,
+    *,
+    batch_size: int,
+    per_client: bool,
+    extra: Callable[[nn.Module], dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """Test accuracy/loss of the global model, and optionally per-client accuracy.
 
     Per-client accuracy is the global model's accuracy on each client's own training
     shard (what each client would observe), summarised as mean, std, min, p10, median,
-    p90 and max.
+    p90 and max. ``extra(model)`` adds further metrics (e.g. the backdoor success rate).
     """
     ds = fed.dataset
     logits = predict(model, ds.x_test, batch_size)
@@ -236,6 +258,132 @@ def evaluate(
             "p90": float(q[2]),
             "max": float(accs.max()),
         }
+    if extra is not None:
+        out.update(extra(model))
+    return out
+
+
+def assumed_byzantine(cfg: ExperimentConfig, num_rows: int) -> int:
+    """Byzantine rows the defense assumes among ``num_rows`` (``defense.num_byzantine``).
+
+    ``-1`` (auto) is the expected number of malicious rows (see
+    :func:`fedshield.attacks.threat.expected_byzantine`), capped at what the rule
+    tolerates for ``num_rows`` (fewer rows can report after dropouts).
+    """
+    from fedshield.aggregators.rules import max_byzantine
+    from fedshield.attacks.threat import expected_byzantine
+
+    f = cfg.defense.num_byzantine
+    if f >= 0:
+        return f
+    f = expected_byzantine(cfg, num_rows)
+    cap = max_byzantine(cfg.server.aggregator, num_rows)
+    return max(0, min(f, cap)) if cap is not None else f
+
+
+def check_defense(cfg: ExperimentConfig) -> None:
+    """Fail before training when the rule's assumption on ``(n, f)`` cannot hold.
+
+    Raises:
+        ConfigError: e.g. Bulyan with 10 clients per round and 2 assumed Byzantine.
+    """
+    from fedshield.aggregators.rules import max_byzantine, uses_num_byzantine
+    from fedshield.attacks.threat import expected_byzantine
+
+    name = cfg.server.aggregator
+    if not uses_num_byzantine(name, cfg.defense):
+        return
+    n = cfg.sampled_per_round
+    f = cfg.defense.num_byzantine
+    if f < 0:
+        f = expected_byzantine(cfg, n)
+    cap = max_byzantine(name, n)
+    if cap is not None and f > cap:
+        need = {
+            "krum": "n > 2f + 2",
+            "multi_krum": "n > 2f + 2",
+            "bulyan": "n >= 4f + 3",
+            "trimmed_mean": "n > 2f",
+            "dnc": "n > f",
+        }[name]
+        auto = ", the expected number of malicious clients" if cfg.defense.num_byzantine < 0 else ""
+        raise ConfigError(
+            f"server.aggregator = {name!r} needs {need}, but {n} clients report per round and "
+            f"f = {f} are assumed Byzantine (defense.num_byzantine = {cfg.defense.num_byzantine}"
+            f"{auto}): sample more clients per round or assume at most f = {max(cap, 0)}"
+        )
+
+
+def root_indices(cfg: ExperimentConfig, fed: Federation) -> np.ndarray:
+    """The server's clean root dataset for FLTrust: ``defense.root_size`` training samples
+    drawn uniformly (seeded) from the whole training set (Cao et al. use 100)."""
+    n = fed.dataset.num_train
+    size = min(cfg.defense.root_size, n)
+    return np.sort(numpy_rng(cfg.seed, Stream.ROOT_DATA).choice(n, size=size, replace=False))
+
+
+def _root_update(
+    trainer: LocalTrainer,
+    params: Tensor,
+    plan: BatchPlan,
+    recipe: LocalRecipe,
+    root: np.ndarray | None,
+    cfg: ExperimentConfig,
+    r: int,
+) -> Callable[[], Tensor] | None:
+    """A closure training the server on its root data with the clients' recipe, for as many
+    local steps as the longest client of the round (FLTrust's g0)."""
+    if root is None:
+        return None
+
+    def compute() -> Tensor:
+        root_plan = make_batch_plan(
+            [root],
+            batch_size=cfg.train.batch_size,
+            local_steps=max(plan.num_steps, 1),
+            rngs=[numpy_rng(cfg.seed, Stream.ROOT_DATA, r)],
+        )
+        return trainer.train(params, root_plan, recipe).params[0] - params
+
+    return compute
+
+
+def detection_counts(result: Aggregation, malicious: Tensor) -> dict[str, int]:
+    """Rows the rule rejected (positives) against the known malicious rows.
+
+    A rule that keeps every row (mean, median, ...) rejects none. Rows with trust weight
+    0 count as rejected.
+    """
+    accepted = result.accepted
+    if accepted is None and result.weights is not None:
+        accepted = result.weights > 0
+    if accepted is None:
+        accepted = torch.ones_like(malicious)
+    flagged = ~accepted.to(torch.bool)
+    return {
+        "tp": int((flagged & malicious).sum()),
+        "fp": int((flagged & ~malicious).sum()),
+        "fn": int((~flagged & malicious).sum()),
+        "tn": int((~flagged & ~malicious).sum()),
+    }
+
+
+def summarize_detection(rounds: list[dict[str, int]]) -> dict[str, float | int | None]:
+    """Totals over rounds with the true/false positive rates of rejecting malicious rows."""
+    tot = {k: sum(d[k] for d in rounds) for k in ("tp", "fp", "fn", "tn")}
+    pos, neg = tot["tp"] + tot["fn"], tot["fp"] + tot["tn"]
+    out: dict[str, float | int | None] = dict(tot)
+    out["tpr"] = tot["tp"] / pos if pos else None
+    out["fpr"] = tot["fp"] / neg if neg else None
+    return out
+
+
+def _rule_state(state: dict[str, Any]) -> dict[str, Any]:
+    """The rule's state as plain checkpointable values (histories as state dicts)."""
+    out = {k: v for k, v in state.items() if k != "foolsgold"}
+    history = state.get("foolsgold")
+    if history is not None:
+        out["foolsgold_state"] = history.state_dict()
     return out
 
 
@@ -272,6 +420,7 @@ def _save_checkpoint(
     params: Tensor,
     server_state: ServerState,
     hooks: Sequence[Hook],
+    rule_state: dict[str, Any],
     elapsed: float,
 ) -> None:
     path = store.checkpoint_path
@@ -283,6 +432,7 @@ def _save_checkpoint(
             "params": params,
             "server_state": server_state,
             "hooks": [h.state_dict() for h in hooks],
+            "rule_state": rule_state,
             "elapsed_s": elapsed,
         },
         tmp,
@@ -357,20 +507,28 @@ def _run(
     hooks: Sequence[Hook],
     resume: str | Path | None,
 ) -> Result:
+    # imported here: the attacks import the engine, and the rules pull in scikit-learn
+    from fedshield.aggregators.rules import AggregationContext
+    from fedshield.attacks.threat import ThreatModel
+
     t_start = time.perf_counter()
     try:
-        aggregate_fn = aggregators.get(cfg.server.aggregator)
+        rule = aggregators.get(cfg.server.aggregator)
     except ValueError as exc:
         raise ConfigError(f"server.aggregator = {cfg.server.aggregator!r}: {exc}") from exc
+    check_defense(cfg)
     fed = build_federation(cfg, dataset)
+    threat = ThreatModel(cfg, fed.dataset, fed.clients)
+    hooks = [threat, *hooks]
     net = make_model(cfg, fed.dataset, model)
     layout = ParamLayout.from_module(net)
     if layout.dtype != torch.float32:
         raise ConfigError(f"the model's parameters are {layout.dtype}; fedshield trains float32")
-    ds = fed.dataset
-    trainer = make_trainer(cfg, net, layout, ds.x_train, ds.y_train)
+    trainer = make_trainer(cfg, net, layout, threat.x_train, threat.y_train)
     params = layout.flatten(net).clone()
     server_state = init_state(cfg.server.optimizer, layout.numel)
+    rule_state: dict[str, Any] = {}
+    root = root_indices(cfg, fed) if cfg.server.aggregator == "fltrust" else None
     start_round = 0
     elapsed_before = 0.0
 
@@ -391,6 +549,7 @@ def _run(
             if params.shape != (layout.numel,):
                 raise ValueError(f"{ckpt_path}: checkpoint does not match the model's layout")
             server_state = ckpt["server_state"]
+            rule_state = dict(ckpt.get("rule_state", {}))
             for h, st in zip(hooks, ckpt["hooks"], strict=False):
                 h.load_state_dict(st)
             start_round = int(ckpt["round"]) + 1
@@ -400,6 +559,11 @@ def _run(
         store = RunStore.create(cfg.output.dir, cfg.name)
         store.write_config(cfg.to_dict())
         store.write_json("clients.json", fed.stats)
+        if threat.enabled:
+            store.write_json(
+                "threat.json",
+                {"malicious_clients": threat.malicious.tolist(), "attack": cfg.to_dict()["attack"]},
+            )
 
     history = store.read_metrics()
     num_samples = fed.num_samples
@@ -413,7 +577,7 @@ def _run(
     try:
         for r in range(start_round, rounds):
             t_round = time.perf_counter()
-            sampled, reporting = sample_clients(cfg, r)
+            sampled, reporting = sample_clients(cfg, r, threat.always())
             lr = lr_at(cfg.train, r, rounds)
             ctx = RoundContext(
                 round=r,
@@ -445,6 +609,7 @@ def _run(
                     local_steps=cfg.train.local_steps,
                     rngs=[numpy_rng(cfg.seed, Stream.BATCHES, r, k) for k in ids],
                 )
+                plan = threat.poison_plan(plan, reporting, r)
                 recipe = LocalRecipe(
                     lr=lr,
                     momentum=cfg.train.momentum,
@@ -476,7 +641,28 @@ def _run(
                     updates = h.before_aggregation(ctx, updates)
                     _check_hook_output(h.name, "before_aggregation", updates, layout.numel)
                 if len(updates) > 0:
-                    delta = aggregate_fn(updates.updates, updates.weights)
+                    agg_ctx = AggregationContext(
+                        num_byzantine=assumed_byzantine(cfg, len(updates)),
+                        defense=cfg.defense,
+                        generator=torch_generator(cfg.seed, Stream.DEFENSE, r),
+                        global_params=params,
+                        client_ids=updates.client_ids,
+                        previous=rule_state.get("previous"),
+                        server_update=_root_update(trainer, params, plan, recipe, root, cfg, r),
+                        state=rule_state,
+                    )
+                    try:
+                        result = rule(updates.updates, updates.weights, agg_ctx)
+                    except ValueError as exc:
+                        raise ValueError(
+                            f"round {r + 1}: aggregator {cfg.server.aggregator!r} failed: {exc}"
+                        ) from exc
+                    delta = result.aggregate
+                    rule_state["previous"] = delta.detach().clone()
+                    if threat.enabled:
+                        record["detection"] = detection_counts(
+                            result, threat.mask(updates.client_ids)
+                        )
                     for h in hooks:
                         delta = h.after_aggregation(ctx, delta)
                     if delta.shape != (layout.numel,) or not bool(torch.isfinite(delta).all()):
@@ -494,7 +680,11 @@ def _run(
                 t_eval = time.perf_counter()
                 layout.load_into(net, params)
                 last_eval = evaluate(
-                    net, fed, batch_size=cfg.eval.batch_size, per_client=cfg.eval.per_client
+                    net,
+                    fed,
+                    batch_size=cfg.eval.batch_size,
+                    per_client=cfg.eval.per_client,
+                    extra=lambda m: threat.backdoor_metrics(m, cfg.eval.batch_size),
                 )
                 record.update(last_eval)
                 record["time_eval_s"] = time.perf_counter() - t_eval
@@ -511,6 +701,7 @@ def _run(
                     params=params,
                     server_state=server_state,
                     hooks=hooks,
+                    rule_state=_rule_state(rule_state),
                     elapsed=elapsed_before + time.perf_counter() - t_start,
                 )
             if progress is not None and task is not None:
@@ -538,9 +729,17 @@ def _run(
         final = previous
     else:
         if not last_eval:
-            last_eval = evaluate(net, fed, batch_size=cfg.eval.batch_size, per_client=False)
+            last_eval = evaluate(
+                net,
+                fed,
+                batch_size=cfg.eval.batch_size,
+                per_client=False,
+                extra=lambda m: threat.backdoor_metrics(m, cfg.eval.batch_size),
+            )
         elapsed = elapsed_before + time.perf_counter() - t_start
         final = _summary(cfg, history, last_eval, elapsed)
+        if threat.enabled:
+            final["malicious_clients"] = threat.malicious.tolist()
     store.write_summary(final)
     torch.save({k: v.detach().clone() for k, v in net.state_dict().items()}, store.path("model.pt"))
     store.write_csv()
@@ -585,6 +784,11 @@ def _summary(
         out["rounds_to_target"] = hit[0] if hit else None
     if "client_accuracy" in last:
         out["final_client_accuracy"] = last["client_accuracy"]
+    if "backdoor_success" in last:
+        out["final_backdoor_success"] = last["backdoor_success"]
+    detections = [h["detection"] for h in history if "detection" in h]
+    if detections:
+        out["detection"] = summarize_detection(detections)
     out["test_accuracy"] = last.get("test_accuracy")
     out["test_loss"] = last.get("test_loss")
     return out

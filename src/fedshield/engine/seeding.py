@@ -22,6 +22,11 @@ class Stream(IntEnum):
     DROPOUT = 4
     BATCHES = 5
     HOOKS = 6
+    MALICIOUS = 7
+    POISON = 8
+    ATTACK = 9
+    DEFENSE = 10
+    ROOT_DATA = 11
 
 
 def _entropy(seed: int, stream: Stream, keys: tuple[int, ...]) -> list[int]:

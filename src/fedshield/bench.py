@@ -431,30 +431,32 @@ def matrix_markdown(spec: BenchSpec, records: list[dict[str, Any]]) -> str:
 
 
 def plot_heatmap(spec: BenchSpec, records: list[dict[str, Any]], path: Path) -> Path:
-    """Accuracy heatmaps (attack x defense), one panel per heterogeneity; backdoor attack
-    success rates in a second row of panels when any backdoor cell exists."""
+    """Accuracy heatmaps (attack x defense), one panel per heterogeneity; below them the
+    backdoor attack success rates of the backdoor attacks, when the grid has any."""
     import numpy as np
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
     attacks, defenses, hets = list(spec.attacks), list(spec.defenses), list(spec.heterogeneity)
-    has_asr = any(r.get("backdoor_success") is not None for r in records)
-    nrows = 2 if has_asr else 1
-    fig = Figure(
-        figsize=(1.0 + 0.75 * len(defenses) * len(hets), 1.2 + 0.45 * len(attacks) * nrows)
-    )
+    backdoors = [
+        a
+        for a in attacks
+        if any(r.get("backdoor_success") is not None and r["attack"] == a for r in records)
+    ]
+    panels = [("accuracy", "test accuracy %", "RdYlGn", attacks)]
+    if backdoors:
+        panels.append(("backdoor_success", "backdoor ASR %", "RdYlGn_r", backdoors))
+    heights = [len(rows) for _, _, _, rows in panels]
+    fig = Figure(figsize=(1.0 + 0.75 * len(defenses) * len(hets), 1.6 + 0.4 * sum(heights)))
     FigureCanvasAgg(fig)
-    axes = fig.subplots(nrows, len(hets), squeeze=False)
+    axes = fig.subplots(
+        len(panels), len(hets), squeeze=False, gridspec_kw={"height_ratios": heights}
+    )
     for j, h in enumerate(hets):
         by = {(r["attack"], r["defense"]): r for r in records if r["heterogeneity"] == h}
-        for i, (key, title, cmap) in enumerate(
-            [
-                ("accuracy", "test accuracy %", "RdYlGn"),
-                ("backdoor_success", "backdoor ASR %", "RdYlGn_r"),
-            ][:nrows]
-        ):
-            m = np.full((len(attacks), len(defenses)), np.nan)
-            for a_i, a in enumerate(attacks):
+        for i, (key, title, cmap, rows) in enumerate(panels):
+            m = np.full((len(rows), len(defenses)), np.nan)
+            for a_i, a in enumerate(rows):
                 for d_i, d in enumerate(defenses):
                     v = by.get((a, d), {}).get(key)
                     if v is not None:
@@ -465,7 +467,7 @@ def plot_heatmap(spec: BenchSpec, records: list[dict[str, Any]], path: Path) -> 
                 if not np.isnan(v):
                     ax.text(d_i, a_i, f"{v:.0f}", ha="center", va="center", fontsize=7)
             ax.set_xticks(range(len(defenses)), defenses, rotation=45, ha="right", fontsize=7)
-            ax.set_yticks(range(len(attacks)), attacks, fontsize=7)
+            ax.set_yticks(range(len(rows)), rows, fontsize=7)
             ax.set_title(f"{title}: {h}", fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=120)

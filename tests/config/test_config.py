@@ -343,7 +343,12 @@ MISTAKES: list[tuple[str, dict[str, Any], tuple[str, ...]]] = [
     (
         "unknown top-level key",
         {"trian": {"lr": 0.1}},
-        ("'trian'", "did you mean 'train'", "top level", "attack, data, defense, engine, eval, model"),
+        (
+            "'trian'",
+            "did you mean 'train'",
+            "top level",
+            "attack, data, defense, engine, eval, model",
+        ),
     ),
     (
         "unknown key in a section",

@@ -1,4 +1,4 @@
-"""``fedshield`` command line: run experiments, list and compare runs.
+"""``fedshield`` command line: run experiments, list and compare runs, run attack x defense grids.
 
 Examples::
 
@@ -7,6 +7,8 @@ Examples::
     fedshield run --resume runs/quickstart-20261123-101500
     fedshield runs
     fedshield compare runs/a runs/b
+    fedshield bench examples/bench_mnist.toml      # attack x defense matrix
+    fedshield bench --resume runs/bench_mnist-20261123-160759
 """
 
 from __future__ import annotations

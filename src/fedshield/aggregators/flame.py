@@ -38,7 +38,6 @@ import math
 
 import numpy as np
 import torch
-from sklearn.cluster import HDBSCAN
 from torch import Tensor
 
 from fedshield.aggregators._similarity import cosine_similarity64
@@ -130,6 +129,8 @@ def flame(
 
 def _majority_cluster(updates: Tensor, global_params: Tensor | None) -> Tensor:
     """``bool [n]``: HDBSCAN's majority cluster on the cosine distances of ``G + u_i``."""
+    from sklearn.cluster import HDBSCAN  # scikit-learn takes ~1 s to import: only when used
+
     n = updates.shape[0]
     dist = 1.0 - cosine_similarity64(updates, global_params)  # symmetric float64
     dist.fill_diagonal_(0.0)

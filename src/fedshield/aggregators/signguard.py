@@ -51,8 +51,6 @@ import warnings
 
 import numpy as np
 import torch
-from sklearn.cluster import MeanShift
-from threadpoolctl import threadpool_limits
 from torch import Tensor
 
 from fedshield.aggregators.base import Aggregation
@@ -149,6 +147,9 @@ def signguard(
 
 def _largest_cluster(features: np.ndarray) -> np.ndarray:
     """``bool [n]``: the largest MeanShift cluster of the ``[n, 3]`` sign features."""
+    from sklearn.cluster import MeanShift  # scikit-learn takes ~1 s to import: only when used
+    from threadpoolctl import threadpool_limits
+
     n = features.shape[0]
     if n == 1:
         return np.ones(1, dtype=bool)

@@ -1,0 +1,1 @@
+"""Differential privacy: mechanisms, accounting, local and central DP, auditing."""

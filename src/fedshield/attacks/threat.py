@@ -129,8 +129,9 @@ class ThreatModel(Hook):
         return self.malicious if self.attack.always_participate and self.enabled else None
 
     def mask(self, client_ids: Tensor) -> Tensor:
-        """``bool [n]``: which of ``client_ids`` are malicious."""
-        return self.is_malicious[client_ids]
+        """``bool [n]``: which of ``client_ids`` are malicious (negative ids, e.g. audit
+        canaries, are not clients and never malicious)."""
+        return self.is_malicious[client_ids.clamp(min=0)] & (client_ids >= 0)
 
     # ------------------------------------------------------------------ data poisoning
     def _stamp(self, x: Tensor, attacker: int | None) -> Tensor:

@@ -162,6 +162,12 @@ class ServerConfig(_Section):
     client_fraction: float = opt(
         0.0, "fraction of clients sampled per round (used if clients_per_round = 0)", ge=0.0, le=1.0
     )
+    sampling: str = opt(
+        "fixed",
+        "client sampling: a fixed-size uniform sample per round, or Poisson (each client "
+        "independently with rate q = client_fraction, or clients_per_round / num_clients)",
+        choices=("fixed", "poisson"),
+    )
     dropout: float = opt(0.0, "probability that a sampled client fails to report", ge=0.0, lt=1.0)
     aggregator: str = opt("mean", "aggregation rule from fedshield.aggregators.AGGREGATORS")
     weighting: str = opt("samples", "client weights in aggregation", choices=("samples", "uniform"))
@@ -315,6 +321,57 @@ class DefenseConfig(_Section):
 
 
 @dataclass(frozen=True)
+class PrivacyConfig(_Section):
+    """Differential privacy: client-level central DP-FedAvg, local DP, DP-SGD, auditing."""
+
+    _prefix: ClassVar[str] = "privacy"
+
+    mode: str = opt(
+        "none",
+        "client-level DP: central (DP-FedAvg: clip, sum, Gaussian noise at the server) or "
+        "local (each client perturbs its own update)",
+        choices=("none", "central", "local"),
+    )
+    clip_norm: float = opt(1.0, "L2 clip norm C of a client update", gt=0.0)
+    noise_multiplier: float = opt(
+        0.0, "central DP: noise std = noise_multiplier * C (ignored if target_epsilon > 0)", ge=0.0
+    )
+    target_epsilon: float = opt(
+        0.0, "central DP: calibrate the noise so that the whole run spends this epsilon", ge=0.0
+    )
+    delta: float = opt(1e-5, "delta of (epsilon, delta)-DP", gt=0.0, lt=1.0)
+    accountant: str = opt("rdp", "privacy accountant of dp-accounting", choices=("rdp", "pld"))
+    budget_epsilon: float = opt(
+        0.0, "stop the run before a round would exceed this epsilon (0 = no budget)", ge=0.0
+    )
+    adaptive_clipping: bool = opt(
+        False, "central DP: adapt C to a quantile of update norms (Andrew et al. 2021)"
+    )
+    target_quantile: float = opt(0.5, "adaptive clipping: target quantile gamma", gt=0.0, lt=1.0)
+    clip_lr: float = opt(0.2, "adaptive clipping: learning rate eta_C of log C", gt=0.0)
+    count_noise_multiplier: float = opt(
+        0.0,
+        "adaptive clipping: noise std sigma_b of the clipped count; 0 = expected clients / 20",
+        ge=0.0,
+    )
+    local_mechanism: str = opt(
+        "gaussian",
+        "local DP: analytic Gaussian (epsilon, delta) or Laplace (pure epsilon, L1 clipping)",
+        choices=("gaussian", "laplace"),
+    )
+    local_epsilon: float = opt(1.0, "local DP: epsilon of one round's perturbation", gt=0.0)
+    dp_sgd: bool = opt(False, "sample-level DP-SGD in local training (per-sample clipping)")
+    sample_clip_norm: float = opt(1.0, "DP-SGD: per-sample gradient clip norm", gt=0.0)
+    sample_noise_multiplier: float = opt(1.0, "DP-SGD: noise multiplier of each step", ge=0.0)
+    audit_canaries: int = opt(
+        0, "empirical audit: canary clients with random update directions (0 = off)", ge=0
+    )
+    audit_insert_prob: float = opt(
+        0.5, "empirical audit: probability a canary is inserted in a round", gt=0.0, lt=1.0
+    )
+
+
+@dataclass(frozen=True)
 class EvalConfig(_Section):
     """When and how the global model is evaluated."""
 
@@ -376,6 +433,7 @@ class ExperimentConfig(_Section):
     output: OutputConfig = field(default_factory=OutputConfig)
     attack: AttackConfig = field(default_factory=AttackConfig)
     defense: DefenseConfig = field(default_factory=DefenseConfig)
+    privacy: PrivacyConfig = field(default_factory=PrivacyConfig)
 
     def __post_init__(self) -> None:
         """Field checks, then cross-field checks that no single field can make."""
@@ -435,6 +493,50 @@ class ExperimentConfig(_Section):
             raise ConfigError(
                 f"attack.end_round = {a.end_round} is before attack.start_round = {a.start_round}"
             )
+
+        p = self.privacy
+        if p.mode == "central":
+            if s.aggregator not in ("mean", "norm_bound"):
+                raise ConfigError(
+                    f"privacy.mode = 'central' with server.aggregator = {s.aggregator!r}: the "
+                    "Gaussian noise is calibrated to one client's influence on the aggregate, "
+                    "which only a clipped (norm-bounded) sum bounds; rules such as median, "
+                    "Krum or FLAME select or reweight rows by their values, so one client can "
+                    "move them by more than C. Use 'mean' or 'norm_bound'"
+                )
+            if s.weighting != "uniform":
+                raise ConfigError(
+                    "privacy.mode = 'central' needs server.weighting = 'uniform': sample-count "
+                    "weights would let one client's weight, and so its sensitivity, exceed C"
+                )
+        if p.mode == "central" and p.accountant == "pld" and s.sampling == "fixed":
+            raise ConfigError(
+                "privacy.accountant = 'pld' cannot account server.sampling = 'fixed' "
+                "(sampling without replacement is only supported by the RDP accountant of "
+                "dp-accounting): use privacy.accountant = 'rdp' or server.sampling = 'poisson'"
+            )
+        if p.budget_epsilon > 0 and p.mode == "none" and not p.dp_sgd:
+            raise ConfigError(
+                "privacy.budget_epsilon is set but no DP is on: set privacy.mode or privacy.dp_sgd"
+            )
+        if p.audit_canaries > 0 and p.adaptive_clipping:
+            raise ConfigError(
+                "privacy.audit_canaries with privacy.adaptive_clipping: the canaries are "
+                "inserted at the initial clip norm, so once C adapts the audit no longer tests "
+                "the mechanism that ran; audit with a fixed clip norm"
+            )
+        if p.audit_canaries > 0 and p.mode != "central":
+            raise ConfigError(
+                "privacy.audit_canaries needs privacy.mode = 'central': the audit tests the "
+                "noised aggregate the server releases"
+            )
+
+    @property
+    def sample_rate(self) -> float:
+        """Client sampling rate q of a round (the fraction, or clients per round / clients)."""
+        if self.server.clients_per_round > 0:
+            return self.server.clients_per_round / self.data.num_clients
+        return self.server.client_fraction
 
     @property
     def num_malicious(self) -> int:

@@ -98,6 +98,15 @@ class RoundContext:
     metrics: dict[str, Any] = field(default_factory=dict)
 
 
+class StopRun(Exception):  # noqa: N818 - a signal, not an error
+    """Raised by a hook's ``on_round_start`` to end the run cleanly before that round.
+
+    The loop stops, keeps everything up to the previous round (metrics, checkpoint), writes
+    the summary with ``stopped_early`` = the message, and returns normally. Used e.g. for
+    privacy-budget enforcement.
+    """
+
+
 class Hook:
     """Base class for round-loop hooks; override any subset of the methods.
 
@@ -105,6 +114,9 @@ class Hook:
     """
 
     name: str = "hook"
+    #: when True, a round in which no update reaches aggregation still runs
+    #: ``after_aggregation`` on a zero aggregate (central DP must release noise then)
+    noise_on_empty: bool = False
 
     def on_round_start(self, ctx: RoundContext) -> None:
         """Called after sampling and dropout, before local training."""

@@ -36,12 +36,21 @@ class LocalRecipe:
         momentum: SGD momentum ``m`` (buffer reset every round).
         weight_decay: L2 coefficient ``lambda``.
         prox_mu: FedProx coefficient ``mu``.
+        round: The round (0-based) this recipe trains. Only paths that draw random numbers
+            during local training read it (DP-SGD keys its noise by ``(seed, round,
+            client)``); the others ignore it.
+        client_ids: The client id of each row of the plan the recipe is used with, so that
+            a path can key per-client random streams by the real id rather than the row;
+            ``()`` means rows ``0..C-1`` are clients ``0..C-1``. Ignored by paths that draw
+            nothing.
     """
 
     lr: float
     momentum: float = 0.0
     weight_decay: float = 0.0
     prox_mu: float = 0.0
+    round: int = 0
+    client_ids: tuple[int, ...] = ()
 
     @property
     def plain(self) -> bool:

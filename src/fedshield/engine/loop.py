@@ -16,6 +16,7 @@ One round ``r``::
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import sys
 import time
@@ -34,19 +35,21 @@ from fedshield.config.schema import ConfigError, ExperimentConfig, TrainConfig
 from fedshield.data import Dataset, client_stats, load_dataset, partition
 from fedshield.engine.batches import BatchPlan, make_batch_plan
 from fedshield.engine.fused import FusedMLPTrainer, fused_layers
-from fedshield.engine.hooks import ClientUpdates, Hook, RoundContext
+from fedshield.engine.hooks import ClientUpdates, Hook, RoundContext, StopRun
 from fedshield.engine.layout import ParamLayout
 from fedshield.engine.local import LocalRecipe, LocalTrainer, SequentialTrainer
 from fedshield.engine.seeding import Stream, numpy_rng, torch_generator
 from fedshield.engine.server_opt import ServerState, init_state, server_step
 from fedshield.engine.vectorized import VmapTrainer
 from fedshield.models import MODELS, build_model
-from fedshield.report.store import RunStore
+from fedshield.report.store import RunStore, to_plain
 
 CHECKPOINT_VERSION = 1
 #: cache budget for one chunk of stacked client parameters in the fused path (bytes);
 #: measured best for the 2NN on a 2-core machine with a 32 MB L3 (10 clients per chunk)
 _CHUNK_BYTES = 8 * 2**20
+#: memory budget for the per-sample gradients of one chunk of DP-SGD clients (bytes)
+_DP_SGD_BYTES = 256 * 2**20
 
 ModelFactory = Callable[[tuple[int, ...], int], nn.Module]
 
@@ -143,13 +146,34 @@ def make_model(
 def make_trainer(
     cfg: ExperimentConfig, model: nn.Module, layout: ParamLayout, x: Tensor, y: Tensor
 ) -> LocalTrainer:
-    """Choose and build the local-training path (``engine.backend``).
+    """Choose and build the local-training path (``engine.backend``; DP-SGD when
+    ``privacy.dp_sgd``: per-sample clipping and noise need their own path).
 
     Raises:
         ConfigError: ``fused`` requested for a model it cannot run.
     """
-    backend = cfg.engine.backend
     has_buffers = any(True for _ in model.buffers())
+    if cfg.privacy.dp_sgd:
+        from fedshield.engine.dp_sgd import DPSGDTrainer
+
+        if has_buffers:
+            raise ConfigError(
+                "privacy.dp_sgd needs a model without buffers (e.g. no BatchNorm): per-sample "
+                "gradients are undefined for batch statistics"
+            )
+        return DPSGDTrainer(
+            model,
+            layout,
+            x,
+            y,
+            clip_norm=cfg.privacy.sample_clip_norm,
+            noise_multiplier=cfg.privacy.sample_noise_multiplier,
+            seed=cfg.seed,
+            # per-sample gradients take C * B * P floats: chunk clients to ~256 MB of them
+            chunk=cfg.engine.client_chunk
+            or max(1, _DP_SGD_BYTES // (cfg.train.batch_size * layout.numel * 4)),
+        )
+    backend = cfg.engine.backend
     if backend == "auto":
         if fused_layers(model) is not None:
             backend = "fused"
@@ -199,6 +223,8 @@ def sample_clients(
         r: Round (0-based).
         always: Ids that take part in every round and never drop out (malicious clients
             with ``attack.always_participate``); the other seats are sampled from the rest.
+            With ``server.sampling = "poisson"`` every client is in independently with
+            probability ``q`` (so a round may have any number of clients, even none).
 
     Returns:
         ``(sampled, reporting)``, sorted ``int64`` id tensors.
@@ -206,6 +232,14 @@ def sample_clients(
     m = cfg.sampled_per_round
     n = cfg.data.num_clients
     rng = numpy_rng(cfg.seed, Stream.SAMPLING, r)
+    if cfg.server.sampling == "poisson":
+        chosen = rng.random(n) < cfg.sample_rate
+        if always is not None:
+            chosen[always] = True
+        sampled = np.flatnonzero(chosen)
+        fixed = np.isin(sampled, always) if always is not None else np.zeros(len(sampled), bool)
+        keep = numpy_rng(cfg.seed, Stream.DROPOUT, r).random(len(sampled)) >= cfg.server.dropout
+        return torch.from_numpy(sampled), torch.from_numpy(sampled[keep | fixed])
     if always is None or len(always) == 0:
         sampled = np.sort(rng.choice(n, size=m, replace=False))
         fixed = np.zeros(m, dtype=bool)
@@ -343,7 +377,9 @@ def _root_update(
             local_steps=max(plan.num_steps, 1),
             rngs=[numpy_rng(cfg.seed, Stream.ROOT_DATA, r)],
         )
-        return trainer.train(params, root_plan, recipe).params[0] - params
+        # the server's own row gets an id no client has (DP-SGD keys its noise on ids)
+        root_recipe = dataclasses.replace(recipe, client_ids=(cfg.data.num_clients,))
+        return trainer.train(params, root_plan, root_recipe).params[0] - params
 
     return compute
 
@@ -510,6 +546,7 @@ def _run(
     # imported here: the attacks import the engine, and the rules pull in scikit-learn
     from fedshield.aggregators.rules import AggregationContext
     from fedshield.attacks.threat import ThreatModel
+    from fedshield.privacy.hooks import build_privacy_hooks
 
     t_start = time.perf_counter()
     try:
@@ -519,7 +556,8 @@ def _run(
     check_defense(cfg)
     fed = build_federation(cfg, dataset)
     threat = ThreatModel(cfg, fed.dataset, fed.clients)
-    hooks = [threat, *hooks]
+    privacy = build_privacy_hooks(cfg)
+    hooks = [threat, *privacy, *hooks]
     net = make_model(cfg, fed.dataset, model)
     layout = ParamLayout.from_module(net)
     if layout.dtype != torch.float32:
@@ -574,6 +612,7 @@ def _run(
         progress.start()
         task = progress.add_task("", total=rounds, completed=start_round)
     last_eval: dict[str, Any] = {}
+    stopped: str | None = None
     try:
         for r in range(start_round, rounds):
             t_round = time.perf_counter()
@@ -590,8 +629,12 @@ def _run(
                 lr=lr,
                 generator=torch_generator(cfg.seed, Stream.HOOKS, r),
             )
-            for h in hooks:
-                h.on_round_start(ctx)
+            try:
+                for h in hooks:
+                    h.on_round_start(ctx)
+            except StopRun as stop:
+                stopped = str(stop)
+                break
             record: dict[str, Any] = {
                 "round": r + 1,
                 "lr": lr,
@@ -600,6 +643,7 @@ def _run(
             }
             rejected: list[dict[str, Any]] = []
             t_train = 0.0
+            aggregated = False
             if len(reporting) > 0:
                 ids = reporting.tolist()
                 plan = make_batch_plan(
@@ -615,6 +659,8 @@ def _run(
                     momentum=cfg.train.momentum,
                     weight_decay=cfg.train.weight_decay,
                     prox_mu=cfg.train.prox_mu,
+                    round=r,
+                    client_ids=tuple(ids),
                 )
                 t0 = time.perf_counter()
                 local = trainer.train(params, plan, recipe)
@@ -671,6 +717,15 @@ def _run(
                             "non-finite values; the global model was not updated"
                         )
                     params, server_state = server_step(params, delta, server_state, cfg.server)
+                    aggregated = True
+            if not aggregated and any(h.noise_on_empty for h in hooks):
+                # nobody to aggregate (Poisson sampling, dropouts, rejections): central DP
+                # still releases its noise, exactly as the accountant assumes
+                delta = torch.zeros_like(params)
+                for h in hooks:
+                    if h.noise_on_empty:
+                        delta = h.after_aggregation(ctx, delta)
+                params, server_state = server_step(params, delta, server_state, cfg.server)
             record["num_aggregated"] = (
                 record["num_reporting"] - len(rejected) if len(reporting) else 0
             )
@@ -738,6 +793,19 @@ def _run(
             )
         elapsed = elapsed_before + time.perf_counter() - t_start
         final = _summary(cfg, history, last_eval, elapsed)
+        if stopped is not None:
+            final["stopped_early"] = stopped
+        for h in privacy:
+            summary = getattr(h, "summary", None)
+            if callable(summary):
+                final.setdefault("privacy", {}).update(summary())
+        audit = next((h for h in privacy if hasattr(h, "result")), None)
+        if audit is not None:
+            try:
+                res = to_plain(audit.result(cfg.privacy.delta))
+            except ValueError as exc:  # too few trials to bound anything
+                res = {"epsilon_lb": None, "error": str(exc)}
+            final["audit"] = {**res, "accountant_epsilon": final["privacy"]["epsilon"]}
         if threat.enabled:
             final["malicious_clients"] = threat.malicious.tolist()
     store.write_summary(final)

@@ -27,6 +27,10 @@ class Stream(IntEnum):
     ATTACK = 9
     DEFENSE = 10
     ROOT_DATA = 11
+    DP_NOISE = 12
+    CENTRAL_DP = 13
+    LOCAL_DP = 14
+    AUDIT = 15
 
 
 def _entropy(seed: int, stream: Stream, keys: tuple[int, ...]) -> list[int]:

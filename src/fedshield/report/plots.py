@@ -16,7 +16,7 @@ from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-__all__ = ["metric_series", "plot_comparison", "plot_history"]
+__all__ = ["metric_series", "plot_comparison", "plot_history", "plot_privacy"]
 
 _DPI = 120
 
@@ -227,4 +227,44 @@ def plot_comparison(
     ax.set_ylabel(metric.replace("_", " "))
     ax.set_title(title or metric.replace("_", " "))
     ax.grid(alpha=0.3)
+    return _save(fig, path)
+
+
+def plot_privacy(
+    records: Sequence[Mapping[str, Any]], path: Path | str, *, title: str | None = None
+) -> Path | None:
+    """Draw epsilon over rounds and test accuracy against epsilon (``privacy.png``).
+
+    Args:
+        records: Metric records with an ``epsilon`` key (central DP runs).
+        path: Where to write the PNG.
+        title: A title over both panels.
+
+    Returns:
+        ``path``, or None when no record has an ``epsilon``.
+    """
+    xs, eps = metric_series(records, "epsilon")
+    if not eps:
+        return None
+    fig = Figure(figsize=(11, 4.2), layout="constrained")
+    ax_eps, ax_acc = fig.subplots(1, 2)
+    ax_eps.plot(xs, eps, color="tab:red", marker=_marker(len(eps)))
+    _decorate(ax_eps, "privacy spent", "epsilon")
+    ax_eps.set_xlabel("round")
+    by_round = dict(zip(xs, eps, strict=True))
+    acc_x, acc = metric_series(records, "test_accuracy")
+    pairs = [(by_round[r], a) for r, a in zip(acc_x, acc, strict=True) if r in by_round]
+    if pairs:
+        ax_acc.plot(
+            [p[0] for p in pairs],
+            [p[1] for p in pairs],
+            color="tab:blue",
+            marker=_marker(len(pairs)),
+        )
+        _decorate(ax_acc, "accuracy vs privacy", "test accuracy")
+        ax_acc.set_xlabel("epsilon")
+    else:
+        _empty_note(ax_acc, "no test accuracy recorded")
+    if title:
+        fig.suptitle(title)
     return _save(fig, path)

@@ -563,12 +563,13 @@ class RunStore:
         return path
 
     def plot(self) -> Path | None:
-        """Draw ``metrics.png`` from the metrics with :func:`~fedshield.report.plot_history`.
+        """Draw ``metrics.png`` from the metrics with :func:`~fedshield.report.plot_history`
+        (and ``privacy.png``, epsilon over rounds and accuracy vs epsilon, for DP runs).
 
         Returns:
             The PNG's path, or ``None`` when there are no metrics yet.
         """
-        from fedshield.report.plots import plot_history
+        from fedshield.report.plots import plot_history, plot_privacy
 
         records = self.read_metrics()
         if not records:
@@ -579,7 +580,9 @@ class RunStore:
             title = str(name) if name else None
         except (OSError, ValueError):
             title = None
-        return plot_history(records, self.run_dir / METRICS_PNG, title=title or self.run_dir.name)
+        out = plot_history(records, self.run_dir / METRICS_PNG, title=title or self.run_dir.name)
+        plot_privacy(records, self.run_dir / "privacy.png", title=title or self.run_dir.name)
+        return out
 
 
 def _csv_cell(value: Any) -> str:

@@ -215,3 +215,34 @@ def test_adaptive_clipping_moves_the_clip_norm_toward_the_quantile(tmp_path: Pat
         num_clients=20,
     )  # fmt: skip
     assert priv["epsilon"] == pytest.approx(expect, rel=1e-9)
+
+
+@pytest.mark.parametrize(
+    "privacy",
+    [
+        {**CENTRAL, "audit_canaries": 5},
+        {"mode": "local", "local_epsilon": 4.0},
+        {"dp_sgd": True, "sample_noise_multiplier": 1.0},
+    ],
+)
+def test_dp_runs_resume_exactly(tmp_path: Path, privacy: dict[str, Any]) -> None:
+    # Prepare: an uninterrupted run, and one stopped after 3 rounds then resumed
+    import json
+
+    raw = _raw(tmp_path / "full", privacy, sampling="poisson")
+    full = run_experiment(from_dict(raw))
+    short = dict(raw, server={**raw["server"], "rounds": 3})
+    short["output"] = {**raw["output"], "dir": str(tmp_path / "part")}
+    part = run_experiment(from_dict(short))
+    cfg = from_dict(raw)
+    (part.run_dir / "config.json").write_text(json.dumps(cfg.to_dict()))
+
+    # Execute
+    resumed = run_experiment(cfg, resume=part.run_dir)
+
+    # Assert: same model, same privacy spent (noise streams and accountants restored)
+    torch.testing.assert_close(resumed.params, full.params, rtol=0, atol=1e-6)
+    a, b = resumed.final_metrics["privacy"], full.final_metrics["privacy"]
+    assert a["epsilon"] == pytest.approx(b["epsilon"], rel=1e-12)
+    if "audit" in full.final_metrics:
+        assert resumed.final_metrics["audit"] == full.final_metrics["audit"]

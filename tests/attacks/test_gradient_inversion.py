@@ -81,6 +81,24 @@ def test_idlg_recovers_label_in_100_of_100_trials(digits: tuple[Tensor, Tensor])
     assert hits == 100
 
 
+def test_idlg_recovers_mnist_label_in_100_of_100_trials() -> None:
+    # Prepare: 100 MNIST test images, each with a freshly initialised LeNet (seed i)
+    ds = load_dataset("mnist")
+    x, y = ds.x_test[:100], ds.y_test[:100]
+    shape = (1, 28, 28)
+    hits = 0
+    for i in range(100):
+        model = build_model("lenet", shape, 10, seed=i)
+        layout = ParamLayout.from_module(model)
+        flat = _flat_grad(model, x[i : i + 1], y[i : i + 1])
+
+        # Execute
+        hits += int(idlg_label(flat, layout) == int(y[i]))
+
+    # Assert
+    assert hits == 100
+
+
 def test_idlg_bad_input() -> None:
     model = build_model("lenet", SHAPE, 10, seed=0)
     layout = ParamLayout.from_module(model)

@@ -32,12 +32,16 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
 import torch  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
 from matplotlib.backends.backend_agg import FigureCanvasAgg  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from torch import Tensor, nn  # noqa: E402
 
-from fedshield.attacks.privacy import idlg_label, invert_gradients  # noqa: E402
+from fedshield.attacks.privacy import (  # noqa: E402
+    flat_gradient,
+    idlg_label,
+    invert_gradients,
+    zhu_init_,
+)
 from fedshield.data import load_dataset  # noqa: E402
 from fedshield.data.datasets import MNIST_MEAN, MNIST_STD  # noqa: E402
 from fedshield.engine.layout import ParamLayout  # noqa: E402
@@ -60,18 +64,8 @@ ATTACKS: tuple[str, ...] = ("dlg", "ig")
 
 
 def dlg_lenet(seed: int) -> nn.Module:
-    """LeNet with Zhu et al.'s uniform(-0.5, 0.5) initialisation of every parameter."""
-    model = build_model("lenet", SHAPE, 10, seed=seed)
-    gen = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for p in model.parameters():
-            p.copy_(torch.rand(p.shape, generator=gen) - 0.5)
-    return model
-
-
-def flat_grad(model: nn.Module, x: Tensor, y: Tensor) -> Tensor:
-    g = torch.autograd.grad(F.cross_entropy(model(x), y), list(model.parameters()))
-    return torch.cat([t.reshape(-1) for t in g])
+    """LeNet with Zhu et al.'s uniform(-0.5, 0.5) initialisation."""
+    return zhu_init_(build_model("lenet", SHAPE, 10, seed=seed), seed=seed)
 
 
 def defend(g: Tensor, layout: ParamLayout, defense: str, seed: int) -> Tensor:
@@ -168,7 +162,7 @@ def main() -> None:
             for i in range(args.images):
                 model = dlg_lenet(i)
                 layout = ParamLayout.from_module(model)
-                g = defend(flat_grad(model, xs[i : i + 1], ys[i : i + 1]), layout, defense, i)
+                g = defend(flat_gradient(model, xs[i : i + 1], ys[i : i + 1]), layout, defense, i)
                 label = idlg_label(g, layout)
                 labels_ok += int(label == int(ys[i]))
                 t0 = time.time()
@@ -195,7 +189,7 @@ def main() -> None:
 
     # timing: one 4000-iteration IG attack on image 0
     model = dlg_lenet(0)
-    g = flat_grad(model, xs[:1], ys[:1])
+    g = flat_gradient(model, xs[:1], ys[:1])
     t0 = time.time()
     r = invert_gradients(
         model,

@@ -23,9 +23,11 @@ from torch import Tensor, nn
 
 from fedshield.attacks.privacy import (
     batch_labels,
+    flat_gradient,
     hungarian_match,
     idlg_label,
     invert_gradients,
+    zhu_init_,
 )
 from fedshield.attacks.privacy.gradient_inversion import _ig_run, _Matcher
 from fedshield.data import load_dataset
@@ -46,17 +48,7 @@ def digits() -> tuple[Tensor, Tensor]:
 
 def _dlg_lenet(seed: int) -> nn.Module:
     """LeNet with Zhu et al.'s uniform(-0.5, 0.5) initialisation."""
-    model = build_model("lenet", SHAPE, 10, seed=seed)
-    gen = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for p in model.parameters():
-            p.copy_(torch.rand(p.shape, generator=gen) - 0.5)
-    return model
-
-
-def _flat_grad(model: nn.Module, x: Tensor, y: Tensor) -> Tensor:
-    g = torch.autograd.grad(F.cross_entropy(model(x), y), list(model.parameters()))
-    return torch.cat([t.reshape(-1) for t in g])
+    return zhu_init_(build_model("lenet", SHAPE, 10, seed=seed), seed=seed)
 
 
 def _psnr(a: Tensor, b: Tensor) -> float:
@@ -70,7 +62,7 @@ def test_idlg_recovers_label_in_100_of_100_trials(digits: tuple[Tensor, Tensor])
     for i in range(100):
         model = build_model("lenet", SHAPE, 10, seed=i)
         layout = ParamLayout.from_module(model)
-        flat = _flat_grad(model, x[i : i + 1], y[i : i + 1])
+        flat = flat_gradient(model, x[i : i + 1], y[i : i + 1])
 
         # Execute: alternate flat-vector and dict input
         grads = flat if i % 2 else layout.unflatten(flat)
@@ -90,7 +82,7 @@ def test_idlg_recovers_mnist_label_in_100_of_100_trials() -> None:
     for i in range(100):
         model = build_model("lenet", shape, 10, seed=i)
         layout = ParamLayout.from_module(model)
-        flat = _flat_grad(model, x[i : i + 1], y[i : i + 1])
+        flat = flat_gradient(model, x[i : i + 1], y[i : i + 1])
 
         # Execute
         hits += int(idlg_label(flat, layout) == int(y[i]))
@@ -118,7 +110,7 @@ def test_ig_reconstructs_single_image(digits: tuple[Tensor, Tensor]) -> None:
     x, y = digits
     model = _dlg_lenet(1)
     before = [p.detach().clone() for p in model.parameters()]
-    flat = _flat_grad(model, x[1:2], y[1:2])
+    flat = flat_gradient(model, x[1:2], y[1:2])
 
     # Execute: labels inferred by iDLG
     rec = invert_gradients(model, flat, num_images=1, image_shape=SHAPE, iterations=200)
@@ -136,7 +128,7 @@ def test_ig_loss_decreases_and_box_holds(digits: tuple[Tensor, Tensor]) -> None:
     x, y = digits
     model = _dlg_lenet(0)
     layout = ParamLayout.from_module(model)
-    target = _flat_grad(model, x[:1], y[:1])
+    target = flat_gradient(model, x[:1], y[:1])
     matcher = _Matcher(model, layout)
     x0 = torch.randn((2, 1, *SHAPE), generator=torch.Generator().manual_seed(0))
     x0 = x0.clamp(0.0, 1.0)
@@ -157,7 +149,7 @@ def test_dlg_decreases_gradient_distance(digits: tuple[Tensor, Tensor]) -> None:
     x, y = digits
     model = _dlg_lenet(0)
     layout = ParamLayout.from_module(model)
-    target = _flat_grad(model, x[:1], y[:1])
+    target = flat_gradient(model, x[:1], y[:1])
     matcher = _Matcher(model, layout)
     x0 = torch.randn((1, *SHAPE), generator=torch.Generator().manual_seed(0))
     d0 = float(((matcher.dummy_gradient(x0, y[:1]) - target) ** 2).sum())
@@ -177,7 +169,7 @@ def test_dlg_with_known_label_reconstructs(digits: tuple[Tensor, Tensor]) -> Non
     # Prepare: measured 68-90 dB at 20 L-BFGS steps; threshold 40 dB
     x, y = digits
     model = _dlg_lenet(2)
-    flat = _flat_grad(model, x[2:3], y[2:3])
+    flat = flat_gradient(model, x[2:3], y[2:3])
 
     # Execute
     rec = invert_gradients(
@@ -193,7 +185,7 @@ def test_restarts_return_lowest_loss(digits: tuple[Tensor, Tensor]) -> None:
     x, y = digits
     model = _dlg_lenet(0)
     layout = ParamLayout.from_module(model)
-    target = _flat_grad(model, x[:1], y[:1])
+    target = flat_gradient(model, x[:1], y[:1])
     x0 = torch.randn((4, 1, *SHAPE), generator=torch.Generator().manual_seed(3)).clamp(0, 1)
     xs, losses = _ig_run(
         _Matcher(model, layout), target, y[:1], x0,
@@ -307,13 +299,9 @@ def test_dlg_mnist_single_image_psnr_and_noise_defense() -> None:
     shape = (1, 28, 28)
     clean, noisy = [], []
     for i in range(10):
-        model = build_model("lenet", shape, 10, seed=i)
-        gen = torch.Generator().manual_seed(i)
-        with torch.no_grad():
-            for p in model.parameters():
-                p.copy_(torch.rand(p.shape, generator=gen) - 0.5)
+        model = zhu_init_(build_model("lenet", shape, 10, seed=i), seed=i)
         layout = ParamLayout.from_module(model)
-        flat = _flat_grad(model, x[i : i + 1], y[i : i + 1])
+        flat = flat_gradient(model, x[i : i + 1], y[i : i + 1])
         noise = torch.randn(flat.shape, generator=torch.Generator().manual_seed(100 + i))
         for g, out in ((flat, clean), (flat + 0.1 * noise, noisy)):
             label = torch.tensor([idlg_label(g, layout)])
@@ -342,7 +330,7 @@ def test_dlg_strong_wolfe_clamp(digits: tuple[Tensor, Tensor]) -> None:
     # Prepare
     x, y = digits
     model = _dlg_lenet(0)
-    flat = _flat_grad(model, x[:1], y[:1])
+    flat = flat_gradient(model, x[:1], y[:1])
 
     # Execute
     rec = invert_gradients(

@@ -36,9 +36,11 @@ from fedshield.engine.layout import ParamLayout
 __all__ = [
     "INVERSION_METHODS",
     "batch_labels",
+    "flat_gradient",
     "hungarian_match",
     "idlg_label",
     "invert_gradients",
+    "zhu_init_",
 ]
 
 INVERSION_METHODS: tuple[str, ...] = ("dlg", "ig")
@@ -461,3 +463,22 @@ def invert_gradients(
             best_x, best = x, loss
     assert best_x is not None
     return best_x.clamp(bounds[0], bounds[1]) if clamp else best_x
+
+
+def zhu_init_(model: nn.Module, *, seed: int) -> nn.Module:
+    """Re-initialise every parameter uniformly in [-0.5, 0.5), in place (the initialisation
+    of Zhu et al.'s released DLG code; the attack is much stronger against it than against
+    PyTorch's default init). Returns ``model``."""
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.copy_(torch.rand(p.shape, generator=gen) - 0.5)
+    return model
+
+
+def flat_gradient(model: nn.Module, x: Tensor, y: Tensor) -> Tensor:
+    """The flat cross-entropy gradient of ``model`` on ``(x, y)`` in parameter order: what
+    a client uploads in FedSGD, the target of the inversion."""
+    loss = F.cross_entropy(model(x), y)
+    grads = torch.autograd.grad(loss, list(model.parameters()))
+    return torch.cat([g.reshape(-1) for g in grads])

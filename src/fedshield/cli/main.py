@@ -9,6 +9,7 @@ Examples::
     fedshield compare runs/a runs/b
     fedshield bench examples/bench_mnist.toml      # attack x defense matrix
     fedshield bench --resume runs/bench_mnist-20261123-160759
+    fedshield attack runs/quickstart-20261123-101500 --kind ig --round 3 --client 0
 """
 
 from __future__ import annotations
@@ -195,6 +196,85 @@ def compare(
             console.print(f"plot: {plot_comparison(runs, plot)}")
     except FileNotFoundError as exc:
         raise _fail(str(exc)) from exc
+
+
+@app.command()
+def attack(
+    run_dir: Annotated[Path, typer.Argument(help="a run directory written by fedshield run")],
+    kind: Annotated[
+        str,
+        typer.Option(
+            "--kind",
+            help="idlg, dlg, ig, fedavg_ig (gradient inversion); loss_threshold, lira_online, "
+            "lira_offline (membership inference)",
+        ),
+    ] = "ig",
+    round_: Annotated[int, typer.Option("--round", help="1-based round to attack")] = 1,
+    client: Annotated[
+        list[int] | None,
+        typer.Option("--client", help="client id to attack (repeatable; default: the first)"),
+    ] = None,
+    view: Annotated[
+        str, typer.Option("--view", help="server, server_sum (secure aggregation) or client")
+    ] = "server",
+    set_: Annotated[
+        list[str] | None,
+        typer.Option("--set", "-s", help="attack parameter: --set iterations=4000 (repeatable)"),
+    ] = None,
+    out: Annotated[
+        Path | None, typer.Option("--out", help="root for the replay (default RUN/attacks)")
+    ] = None,
+) -> None:
+    """Run one privacy attack on a saved run (replayed deterministically up to the round)."""
+    from rich.table import Table
+
+    from fedshield.attacks.privacy.replay import attack_saved_run
+    from fedshield.config import ConfigError, parse_override
+
+    entry: dict[str, Any] = {"kind": kind, "view": view, "rounds": [round_]}
+    if client:
+        entry["targets"] = list(client)
+    for item in set_ or []:
+        try:
+            keys, value = parse_override(item)
+        except ConfigError as exc:
+            raise _fail(str(exc)) from exc
+        if len(keys) != 1:
+            raise _fail(f"--set {item!r}: give one attack parameter (e.g. iterations=4000)")
+        entry[keys[0]] = value
+    try:
+        console.print(f"replaying {run_dir} up to round {round_} ...", highlight=False)
+        rep = attack_saved_run(run_dir, entry, out_dir=out)
+    except FileNotFoundError as exc:
+        raise _fail(str(exc)) from exc
+    except ConfigError as exc:
+        raise _fail(str(exc)) from exc
+    except KeyboardInterrupt:
+        raise typer.Exit(code=130) from None
+    if not rep.consistent:
+        err.print(
+            f"[yellow]warning:[/] the replay differs from the saved run in rounds "
+            f"{rep.mismatches} (different fedshield/torch version or hardware?)",
+            highlight=False,
+        )
+    if not rep.results:
+        console.print("no attack ran (no upload in that round for the view)")
+    skip = {"index", "psnr_per_image", "ssim_per_image", "grid"}
+    keys = [k for r in rep.results for k in r if k not in skip]
+    cols = list(dict.fromkeys(keys))
+    table = Table(title=f"{kind} on {run_dir}")
+    for c in cols:
+        table.add_column(c)
+    for r in rep.results:
+        table.add_row(*[_cell(r.get(c)) for c in cols])
+    console.print(table)
+    console.print(f"replay and image grids: {rep.replay_dir}", highlight=False)
+
+
+def _cell(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return "" if value is None else str(value)
 
 
 def main() -> None:

@@ -16,6 +16,7 @@ from fedshield.config.schema import (
     ExperimentConfig,
     ModelConfig,
     OutputConfig,
+    PrivacyAttackConfig,
     ServerConfig,
     TrainConfig,
 )
@@ -29,6 +30,7 @@ __all__ = [
     "ExperimentConfig",
     "ModelConfig",
     "OutputConfig",
+    "PrivacyAttackConfig",
     "ServerConfig",
     "TrainConfig",
     "apply_overrides",

@@ -97,6 +97,15 @@ def _build(cls: type, raw: Any, prefix: str) -> Any:
                 kwargs[name] = None
                 continue
             tp = args[0]
+        if typing.get_origin(tp) is tuple and dataclasses.is_dataclass(typing.get_args(tp)[0]):
+            item = typing.get_args(tp)[0]
+            if not isinstance(value, list | tuple):
+                raise ConfigError(
+                    f"{full} must be a list of tables (in TOML: [[{full}]] entries), got "
+                    f"{type(value).__name__}"
+                )
+            kwargs[name] = tuple(_build(item, v, f"{full}[{i}]") for i, v in enumerate(value))
+            continue
         if typing.get_origin(tp) is tuple:
             value = _check_tuple(full, value, typing.get_args(tp)[0])
             check_field(full, value, f.metadata)

@@ -419,6 +419,88 @@ class OutputConfig(_Section):
 
 
 @dataclass(frozen=True)
+class PrivacyAttackConfig(_Section):
+    """One ``[[privacy_attack]]`` entry: a privacy attack run on the live training.
+
+    Gradient inversion (``idlg``, ``dlg``, ``ig``, ``fedavg_ig``) attacks what a curious
+    server received; membership inference (``loss_threshold``, ``lira_online``,
+    ``lira_offline``) attacks a client's upload (view ``server``) or the global model
+    after a round (view ``client``). Uploads are attacked after every client-side
+    protection (local DP, clipping) exactly as they reached the server.
+    """
+
+    _prefix: ClassVar[str] = "privacy_attack"
+
+    kind: str = opt(
+        "ig",
+        "the attack",
+        choices=(
+            "idlg",
+            "dlg",
+            "ig",
+            "fedavg_ig",
+            "loss_threshold",
+            "lira_online",
+            "lira_offline",
+        ),
+    )
+    view: str = opt(
+        "server",
+        "who attacks: server (one client's upload), server_sum (only the sum of the "
+        "round's uploads, as under secure aggregation), client (the global model)",
+        choices=("server", "server_sum", "client"),
+    )
+    rounds: tuple[int, ...] = opt((1,), "1-based rounds at which to attack", ge=1)
+    targets: tuple[int, ...] = opt(
+        (), "client ids to attack (server view); empty = the first reporting client", ge=0
+    )
+    iterations: int = opt(0, "attack optimiser steps; 0 = the kind's default", ge=0)
+    restarts: int = opt(1, "random restarts of the inversion (vectorised)", ge=1)
+    lr: float = opt(0.0, "attack step size; 0 = the method's default", ge=0.0)
+    tv_weight: float = opt(1e-4, "total-variation weight (IG kinds)", ge=0.0)
+    known_labels: bool = opt(False, "give the inversion the true labels (else recovered)")
+    max_images: int = opt(
+        16, "skip (and record why) a client that trained on more images than this", ge=1
+    )
+    num_members: int = opt(
+        1000, "membership inference (client view): members drawn from the clients' data", ge=1
+    )
+    num_nonmembers: int = opt(
+        1000, "membership inference: non-members drawn from the test split", ge=1
+    )
+    num_shadow: int = opt(16, "LiRA: shadow models (even)", ge=2)
+    seed: int = opt(0, "seed of the attack's own random draws", ge=0)
+    grid: bool = opt(True, "write an image grid PNG (originals above, reconstructions below)")
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        inversion = self.kind in ("idlg", "dlg", "ig", "fedavg_ig")
+        if inversion and self.view == "client":
+            raise ConfigError(
+                f"privacy_attack.kind = {self.kind!r} with view = 'client': gradient inversion "
+                "needs an upload (view 'server' or 'server_sum'); a client sees only models"
+            )
+        if not inversion and self.view == "server_sum":
+            raise ConfigError(
+                f"privacy_attack.kind = {self.kind!r} with view = 'server_sum': membership "
+                "inference attacks a model (view 'server': a client's local model; 'client': "
+                "the global model)"
+            )
+        if self.kind == "fedavg_ig" and self.view != "server":
+            raise ConfigError(
+                "privacy_attack.kind = 'fedavg_ig' inverts one client's multi-step update: "
+                "use view = 'server'"
+            )
+        if self.kind.startswith("lira") and self.num_shadow % 2:
+            raise ConfigError(
+                f"privacy_attack.num_shadow = {self.num_shadow} must be even: every candidate "
+                "is in exactly half of the shadow models"
+            )
+        if not self.rounds:
+            raise ConfigError("privacy_attack.rounds is empty: give at least one 1-based round")
+
+
+@dataclass(frozen=True)
 class ExperimentConfig(_Section):
     """A whole experiment: federation, training recipe, engine and outputs."""
 
@@ -434,6 +516,9 @@ class ExperimentConfig(_Section):
     attack: AttackConfig = field(default_factory=AttackConfig)
     defense: DefenseConfig = field(default_factory=DefenseConfig)
     privacy: PrivacyConfig = field(default_factory=PrivacyConfig)
+    privacy_attack: tuple[PrivacyAttackConfig, ...] = opt(
+        (), "privacy attacks on the live run ([[privacy_attack]] entries)"
+    )
 
     def __post_init__(self) -> None:
         """Field checks, then cross-field checks that no single field can make."""
@@ -493,6 +578,20 @@ class ExperimentConfig(_Section):
             raise ConfigError(
                 f"attack.end_round = {a.end_round} is before attack.start_round = {a.start_round}"
             )
+
+        for i, pa in enumerate(self.privacy_attack):
+            late = [r for r in pa.rounds if r > s.rounds]
+            if late:
+                raise ConfigError(
+                    f"privacy_attack[{i}].rounds = {list(pa.rounds)}: round(s) {late} are after "
+                    f"the last round ({s.rounds})"
+                )
+            bad_ids = [k for k in pa.targets if k >= d.num_clients]
+            if bad_ids:
+                raise ConfigError(
+                    f"privacy_attack[{i}].targets = {list(pa.targets)}: ids {bad_ids} are not "
+                    f"clients (0..{d.num_clients - 1})"
+                )
 
         p = self.privacy
         if p.mode == "central":

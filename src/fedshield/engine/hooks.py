@@ -84,6 +84,8 @@ class RoundContext:
         generator: A ``torch.Generator`` seeded from the experiment seed and the round,
             for hooks' random draws (shared by all hooks, in hook order).
         metrics: Extra per-round metrics; hooks add keys here and they are recorded.
+        new_params: ``[P]`` the global parameters after the round's update; set before
+            ``on_round_end`` (None earlier in the round).
     """
 
     round: int
@@ -96,6 +98,7 @@ class RoundContext:
     lr: float
     generator: torch.Generator
     metrics: dict[str, Any] = field(default_factory=dict)
+    new_params: Tensor | None = None
 
 
 class StopRun(Exception):  # noqa: N818 - a signal, not an error

@@ -557,8 +557,15 @@ def _run(
     fed = build_federation(cfg, dataset)
     threat = ThreatModel(cfg, fed.dataset, fed.clients)
     privacy = build_privacy_hooks(cfg)
-    hooks = [threat, *privacy, *hooks]
     net = make_model(cfg, fed.dataset, model)
+    spying: list[Hook] = []
+    if cfg.privacy_attack:
+        from fedshield.attacks.privacy.hook import PrivacyAttackHook
+
+        spying = [PrivacyAttackHook(cfg, fed.dataset, fed.clients, net, model)]
+    # order: attackers rewrite uploads, privacy mechanisms protect them, curious parties
+    # observe what was actually sent, then the user's hooks
+    hooks = [threat, *privacy, *spying, *hooks]
     layout = ParamLayout.from_module(net)
     if layout.dtype != torch.float32:
         raise ConfigError(f"the model's parameters are {layout.dtype}; fedshield trains float32")
@@ -603,6 +610,8 @@ def _run(
                 {"malicious_clients": threat.malicious.tolist(), "attack": cfg.to_dict()["attack"]},
             )
 
+    for h in spying:
+        h.run_dir = store.run_dir  # type: ignore[attr-defined]
     history = store.read_metrics()
     num_samples = fed.num_samples
     rounds = cfg.server.rounds
@@ -744,6 +753,7 @@ def _run(
                 record.update(last_eval)
                 record["time_eval_s"] = time.perf_counter() - t_eval
             record.update(ctx.metrics)
+            ctx.new_params = params
             for h in hooks:
                 h.on_round_end(ctx, record)
             record["time_round_s"] = time.perf_counter() - t_round
@@ -808,6 +818,8 @@ def _run(
             final["audit"] = {**res, "accountant_epsilon": final["privacy"]["epsilon"]}
         if threat.enabled:
             final["malicious_clients"] = threat.malicious.tolist()
+        for h in spying:
+            final["privacy_attacks"] = h.summary()  # type: ignore[attr-defined]
     store.write_summary(final)
     torch.save({k: v.detach().clone() for k, v in net.state_dict().items()}, store.path("model.pt"))
     store.write_csv()

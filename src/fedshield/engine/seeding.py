@@ -31,6 +31,7 @@ class Stream(IntEnum):
     CENTRAL_DP = 13
     LOCAL_DP = 14
     AUDIT = 15
+    PRIVACY_ATTACK = 16
 
 
 def _entropy(seed: int, stream: Stream, keys: tuple[int, ...]) -> list[int]:

@@ -2,6 +2,8 @@
 
 * :mod:`~fedshield.attacks.privacy.gradient_inversion` -- DLG, iDLG, Inverting Gradients
   (pure functions on a model and a gradient).
+* :mod:`~fedshield.attacks.privacy.fedavg_inversion` -- the multi-step FedAvg variant
+  (differentiates through the client's local SGD steps).
 * :mod:`~fedshield.attacks.privacy.views` -- what a curious server or client sees.
 * :mod:`~fedshield.attacks.privacy.attack` -- attacks that consume a view, and scoring.
 * :mod:`~fedshield.attacks.privacy.hook` -- ``[[privacy_attack]]`` entries on a live run.
@@ -18,6 +20,7 @@ from fedshield.attacks.privacy.attack import (
     membership_metrics,
     score_inversion,
 )
+from fedshield.attacks.privacy.fedavg_inversion import invert_fedavg_update
 from fedshield.attacks.privacy.gradient_inversion import (
     INVERSION_METHODS,
     batch_labels,
@@ -54,6 +57,7 @@ __all__ = [
     "flat_gradient",
     "hungarian_match",
     "idlg_label",
+    "invert_fedavg_update",
     "invert_gradients",
     "invert_view",
     "membership_metrics",

@@ -4,6 +4,8 @@
   (pure functions on a model and a gradient).
 * :mod:`~fedshield.attacks.privacy.fedavg_inversion` -- the multi-step FedAvg variant
   (differentiates through the client's local SGD steps).
+* :mod:`~fedshield.attacks.privacy.membership` -- loss threshold and LiRA with shadow
+  models trained by the engine.
 * :mod:`~fedshield.attacks.privacy.views` -- what a curious server or client sees.
 * :mod:`~fedshield.attacks.privacy.attack` -- attacks that consume a view, and scoring.
 * :mod:`~fedshield.attacks.privacy.hook` -- ``[[privacy_attack]]`` entries on a live run.
@@ -30,6 +32,15 @@ from fedshield.attacks.privacy.gradient_inversion import (
     invert_gradients,
     zhu_init_,
 )
+from fedshield.attacks.privacy.membership import (
+    MIA_KINDS,
+    ShadowModels,
+    evaluate_membership,
+    membership_scores,
+    plot_roc,
+    shadow_halves,
+    train_shadow_models,
+)
 from fedshield.attacks.privacy.replay import AttackReplay, attack_saved_run
 from fedshield.attacks.privacy.views import (
     AggregateView,
@@ -44,6 +55,7 @@ __all__ = [
     "INVERSION_KINDS",
     "INVERSION_METHODS",
     "MEMBERSHIP_KINDS",
+    "MIA_KINDS",
     "PRIVACY_ATTACK_KINDS",
     "AggregateView",
     "AttackReplay",
@@ -52,8 +64,10 @@ __all__ = [
     "LocalRecipeView",
     "MembershipResult",
     "ServerView",
+    "ShadowModels",
     "attack_saved_run",
     "batch_labels",
+    "evaluate_membership",
     "flat_gradient",
     "hungarian_match",
     "idlg_label",
@@ -61,6 +75,10 @@ __all__ = [
     "invert_gradients",
     "invert_view",
     "membership_metrics",
+    "membership_scores",
+    "plot_roc",
     "score_inversion",
+    "shadow_halves",
+    "train_shadow_models",
     "zhu_init_",
 ]

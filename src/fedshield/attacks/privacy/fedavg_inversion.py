@@ -40,18 +40,16 @@ on ``g``: the cosine is scale invariant.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torch.func import functional_call, grad, grad_and_value, vmap
+from torch.func import functional_call, grad
 
 from fedshield.attacks.privacy.gradient_inversion import (
-    _EPS,
+    _cosine_match,
     _last_weight_grad,
     _target_vector,
-    _total_variation,
     batch_labels,
     idlg_label,
 )
@@ -134,28 +132,16 @@ def _fedavg_run(
     bounds: tuple[float, float],
 ) -> tuple[Tensor, Tensor]:
     """Update matching on stacked restarts ``x0 [R, n, ...]``; returns (x, final losses)."""
-    tnorm = target.norm()
-
-    def loss_fn(x: Tensor) -> Tensor:
-        u = sim.update(x, labels)
-        cos = 1.0 - torch.dot(u, target) / (u.norm() * tnorm + _EPS)
-        return cos + tv_weight * _total_variation(x)
-
-    step_fn: Callable[[Tensor], tuple[Tensor, Tensor]] = vmap(grad_and_value(loss_fn))
-    x = x0.clone().requires_grad_(True)
-    opt = torch.optim.Adam([x], lr=lr)
-    milestones = [int(iterations * f / 8) for f in (3, 5, 7)]
-    sched = torch.optim.lr_scheduler.MultiStepLR(opt, milestones=milestones, gamma=0.1)
-    for _ in range(iterations):
-        gx, _ = step_fn(x.detach())
-        x.grad = gx.sign()
-        opt.step()
-        sched.step()
-        with torch.no_grad():
-            x.clamp_(bounds[0], bounds[1])
-    with torch.no_grad():
-        final = vmap(loss_fn)(x.detach())
-    return x.detach(), final
+    return _cosine_match(
+        sim.update,
+        target,
+        labels,
+        x0,
+        iterations=iterations,
+        lr=lr,
+        tv_weight=tv_weight,
+        bounds=bounds,
+    )
 
 
 def _check_int(name: str, value: object, minimum: int) -> None:

@@ -240,8 +240,8 @@ class _Matcher:
         return torch.cat([g[n].reshape(-1) for n in self.layout.names])
 
 
-def _ig_run(
-    matcher: _Matcher,
+def _cosine_match(
+    produce: Callable[[Tensor, Tensor], Tensor],
     target: Tensor,
     labels: Tensor,
     x0: Tensor,
@@ -251,11 +251,17 @@ def _ig_run(
     tv_weight: float,
     bounds: tuple[float, float],
 ) -> tuple[Tensor, Tensor]:
-    """Inverting Gradients on stacked restarts ``x0 [R, n, ...]``; returns (x, final losses)."""
+    """Geiping et al.'s optimisation on stacked restarts ``x0 [R, n, ...]``.
+
+    Minimises ``1 - cos(produce(x, labels), target) + tv_weight * TV(x)`` with Adam on the
+    sign of the gradient, step decay x0.1 at 3/8, 5/8, 7/8 and clamping into ``bounds``;
+    ``produce`` maps dummy inputs to what the client would have sent (a gradient, or a
+    multi-step update). Returns ``(x, final losses [R])``.
+    """
     tnorm = target.norm()
 
     def loss_fn(x: Tensor) -> Tensor:
-        g = matcher.dummy_gradient(x, labels)
+        g = produce(x, labels)
         cos = 1.0 - torch.dot(g, target) / (g.norm() * tnorm + _EPS)
         return cos + tv_weight * _total_variation(x)
 
@@ -274,6 +280,30 @@ def _ig_run(
     with torch.no_grad():
         final = vmap(loss_fn)(x.detach())
     return x.detach(), final
+
+
+def _ig_run(
+    matcher: _Matcher,
+    target: Tensor,
+    labels: Tensor,
+    x0: Tensor,
+    *,
+    iterations: int,
+    lr: float,
+    tv_weight: float,
+    bounds: tuple[float, float],
+) -> tuple[Tensor, Tensor]:
+    """Inverting Gradients on stacked restarts ``x0 [R, n, ...]``; returns (x, final losses)."""
+    return _cosine_match(
+        matcher.dummy_gradient,
+        target,
+        labels,
+        x0,
+        iterations=iterations,
+        lr=lr,
+        tv_weight=tv_weight,
+        bounds=bounds,
+    )
 
 
 def _dlg_run(

@@ -165,3 +165,30 @@ def test_resuming_a_finished_run_keeps_its_results(tmp_path: Path) -> None:
     assert RunStore.open(done.run_dir).read_summary() == before
     assert again.final_metrics == before
     assert torch.equal(again.params, done.params)
+
+
+def test_hook_states_are_restored_by_name_when_the_builtin_hooks_change() -> None:
+    """A checkpoint written with another set of built-in hooks restores the hooks it knows
+    (matched by name, in order) and leaves new hooks at their initial state."""
+
+    from fedshield.engine.hooks import Hook
+    from fedshield.engine.loop import _load_hook_states
+
+    class Named(Hook):
+        def __init__(self, name: str) -> None:
+            self.name = name
+            self.state: dict[str, Any] = {}
+
+        def load_state_dict(self, state: dict[str, Any]) -> None:
+            self.state = state
+
+    threat, secure, user = Named("threat"), Named("secure_aggregation"), Named("user")
+    _load_hook_states(
+        [threat, secure, user],
+        [{"t": 1}, {"u": 2}, {"x": 3}],
+        ["threat", "user", "removed_hook"],
+    )
+    assert threat.state == {"t": 1} and user.state == {"u": 2} and secure.state == {}
+    legacy = [Named("a"), Named("b")]
+    _load_hook_states(legacy, [{"a": 1}, {"b": 2}], None)  # old checkpoints: positional
+    assert [h.state for h in legacy] == [{"a": 1}, {"b": 2}]

@@ -17,6 +17,7 @@ from fedshield.config.schema import (
     ModelConfig,
     OutputConfig,
     PrivacyAttackConfig,
+    SecureConfig,
     ServerConfig,
     TrainConfig,
 )
@@ -31,6 +32,7 @@ __all__ = [
     "ModelConfig",
     "OutputConfig",
     "PrivacyAttackConfig",
+    "SecureConfig",
     "ServerConfig",
     "TrainConfig",
     "apply_overrides",

@@ -328,9 +328,10 @@ class PrivacyConfig(_Section):
 
     mode: str = opt(
         "none",
-        "client-level DP: central (DP-FedAvg: clip, sum, Gaussian noise at the server) or "
-        "local (each client perturbs its own update)",
-        choices=("none", "central", "local"),
+        "client-level DP: central (DP-FedAvg: clip, sum, Gaussian noise at the server), "
+        "local (each client perturbs its own update) or distributed (each client adds its "
+        "share of the Gaussian noise before secure aggregation; needs [secure])",
+        choices=("none", "central", "local", "distributed"),
     )
     clip_norm: float = opt(1.0, "L2 clip norm C of a client update", gt=0.0)
     noise_multiplier: float = opt(
@@ -369,6 +370,91 @@ class PrivacyConfig(_Section):
     audit_insert_prob: float = opt(
         0.5, "empirical audit: probability a canary is inserted in a round", gt=0.0, lt=1.0
     )
+
+
+#: aggregation rules that work on a single row (one secure sum per round, group_size = 0)
+SUM_RULES = ("mean", "norm_bound", "centered_clipping")
+
+
+@dataclass(frozen=True)
+class SecureConfig(_Section):
+    """Secure aggregation in the round loop: SecAgg+ or HE, optionally group-wise.
+
+    The server receives only sums: one per group of clients (``group_size`` >= 2, groups
+    drawn at random each round) or one for all reporting clients (``group_size = 0``).
+    The aggregation rule then runs over the group *means* (weighted sum / total weight).
+    See ``docs/secure-aggregation.md``.
+    """
+
+    _prefix: ClassVar[str] = "secure"
+
+    mode: str = opt(
+        "none",
+        "how uploads are summed: in the clear (none), SecAgg+ masking (secagg), or "
+        "homomorphic encryption (ckks, paillier)",
+        choices=("none", "secagg", "ckks", "paillier"),
+    )
+    group_size: int = opt(
+        0,
+        "0 = one sum over every reporting client; g >= 2 = random groups of about g clients "
+        "per round (sizes g..2g-1, never smaller than g unless fewer than g clients report)",
+        ge=0,
+    )
+    num_neighbours: int = opt(
+        0, "SecAgg+ neighbours per client; 0 = 2 ceil(log2 n) for a group of n", ge=0
+    )
+    threshold: int = opt(
+        0, "SecAgg+ Shamir threshold; 0 = a majority of the neighbours (k // 2 + 1)", ge=0
+    )
+    clip: float = opt(
+        1.0,
+        "SecAgg+ fixed-point range: each coordinate of a (weight-scaled) upload is clipped to "
+        "[-clip, clip] before encoding (the fraction clipped is recorded)",
+        gt=0.0,
+    )
+    bits: int = opt(32, "SecAgg+ ring Z_{2^bits}", choices=(32, 64))
+    norm_bound: float = opt(
+        0.0,
+        "clients scale their upload to L2 norm <= norm_bound before masking (0 = off)",
+        ge=0.0,
+    )
+    stage_dropout: float = opt(
+        0.0,
+        "SecAgg+: probability that a client drops at each protocol stage (seeded; exercises "
+        "the dropout recovery)",
+        ge=0.0,
+        lt=1.0,
+    )
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.group_size == 1:
+            raise ConfigError(
+                "secure.group_size = 1 would hand the server each client's upload: use 0 (one "
+                "sum over all reporting clients) or g >= 2"
+            )
+        if self.num_neighbours and self.threshold > self.num_neighbours:
+            raise ConfigError(
+                f"secure.threshold = {self.threshold} is more than secure.num_neighbours = "
+                f"{self.num_neighbours}: a secret is shared among the neighbours, so at most "
+                "num_neighbours shares exist"
+            )
+        if self.mode in ("ckks", "paillier") and self.stage_dropout > 0:
+            raise ConfigError(
+                f"secure.stage_dropout = {self.stage_dropout} with secure.mode = "
+                f"{self.mode!r}: stage dropouts belong to the SecAgg+ protocol; HE sums "
+                "whatever ciphertexts arrive (use server.dropout for clients that never report)"
+            )
+        if self.mode == "none" and (self.group_size or self.stage_dropout > 0):
+            raise ConfigError(
+                "secure.group_size / secure.stage_dropout are set but secure.mode = 'none': "
+                "choose secure.mode = 'secagg', 'ckks' or 'paillier'"
+            )
+
+    @property
+    def enabled(self) -> bool:
+        """True when the server receives only (group) sums."""
+        return self.mode != "none"
 
 
 @dataclass(frozen=True)
@@ -516,6 +602,7 @@ class ExperimentConfig(_Section):
     attack: AttackConfig = field(default_factory=AttackConfig)
     defense: DefenseConfig = field(default_factory=DefenseConfig)
     privacy: PrivacyConfig = field(default_factory=PrivacyConfig)
+    secure: SecureConfig = field(default_factory=SecureConfig)
     privacy_attack: tuple[PrivacyAttackConfig, ...] = opt(
         (), "privacy attacks on the live run ([[privacy_attack]] entries)"
     )
@@ -608,7 +695,7 @@ class ExperimentConfig(_Section):
                     "privacy.mode = 'central' needs server.weighting = 'uniform': sample-count "
                     "weights would let one client's weight, and so its sensitivity, exceed C"
                 )
-        if p.mode == "central" and p.accountant == "pld" and s.sampling == "fixed":
+        if p.mode in ("central", "distributed") and p.accountant == "pld" and s.sampling == "fixed":
             raise ConfigError(
                 "privacy.accountant = 'pld' cannot account server.sampling = 'fixed' "
                 "(sampling without replacement is only supported by the RDP accountant of "
@@ -629,6 +716,71 @@ class ExperimentConfig(_Section):
                 "privacy.audit_canaries needs privacy.mode = 'central': the audit tests the "
                 "noised aggregate the server releases"
             )
+
+        self._check_secure()
+
+    def _check_secure(self) -> None:
+        """Cross-field checks of ``[secure]`` and distributed DP."""
+        sec, s, p = self.secure, self.server, self.privacy
+        if sec.enabled:
+            for i, pa in enumerate(self.privacy_attack):
+                if pa.view == "server":
+                    raise ConfigError(
+                        f"privacy_attack[{i}].view = 'server' with secure.mode = {sec.mode!r}: "
+                        "under secure aggregation the server never holds a client's upload, "
+                        "only sums; use view = 'server_sum' (or 'client')"
+                    )
+            if sec.group_size == 0 and s.aggregator not in SUM_RULES:
+                raise ConfigError(
+                    f"server.aggregator = {s.aggregator!r} with secure.group_size = 0: the "
+                    "server receives a single sum per round, and a robust rule needs several "
+                    "rows to compare; set secure.group_size = g >= 2 (the rule then runs over "
+                    f"the group sums) or use one of {', '.join(SUM_RULES)}"
+                )
+            few = self.sampled_per_round < 2 * sec.group_size
+            if sec.group_size > 0 and s.aggregator not in SUM_RULES and few:
+                raise ConfigError(
+                    f"server.aggregator = {s.aggregator!r} with secure.group_size = "
+                    f"{sec.group_size} and {self.sampled_per_round} clients per round: "
+                    "fewer than 2 groups, so the robust rule would see one row; lower "
+                    "group_size or sample more clients"
+                )
+            if s.aggregator == "foolsgold" and sec.enabled:
+                raise ConfigError(
+                    "server.aggregator = 'foolsgold' keeps a history per client; under secure "
+                    "aggregation the rows are sums over fresh random groups every round, so "
+                    "there is no client to keep a history of: use median, trimmed_mean, "
+                    "multi_krum, krum, bulyan, geometric_median, flame, dnc or signguard"
+                )
+            if p.mode == "central" and sec.stage_dropout > 0:
+                raise ConfigError(
+                    "privacy.mode = 'central' with secure.stage_dropout > 0: central DP "
+                    "divides the sum by the clients that uploaded, which SecAgg+ dropouts "
+                    "change after the fact; use privacy.mode = 'distributed'"
+                )
+        if p.mode == "distributed":
+            if not sec.enabled:
+                raise ConfigError(
+                    "privacy.mode = 'distributed' needs secure aggregation (secure.mode = "
+                    "'secagg', 'ckks' or 'paillier'): each client adds only a share of the "
+                    "noise, so without it the server would see every less-noisy upload"
+                )
+            if s.weighting != "uniform":
+                raise ConfigError(
+                    "privacy.mode = 'distributed' needs server.weighting = 'uniform': weights "
+                    "would scale one client's influence on a sum beyond privacy.clip_norm"
+                )
+            if sec.norm_bound > 0:
+                raise ConfigError(
+                    "secure.norm_bound with privacy.mode = 'distributed': the DP clip already "
+                    "bounds every upload's norm (privacy.clip_norm), and rescaling a noised "
+                    "share afterwards would shrink the noise; set secure.norm_bound = 0"
+                )
+            if p.adaptive_clipping:
+                raise ConfigError(
+                    "privacy.adaptive_clipping is not supported with privacy.mode = "
+                    "'distributed' (the clipped-count release would need its own secure sum)"
+                )
 
     @property
     def sample_rate(self) -> float:

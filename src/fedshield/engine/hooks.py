@@ -86,6 +86,14 @@ class RoundContext:
         metrics: Extra per-round metrics; hooks add keys here and they are recorded.
         new_params: ``[P]`` the global parameters after the round's update; set before
             ``on_round_end`` (None earlier in the round).
+        groups: Under secure aggregation (``[secure]``), the clients behind each row the
+            server receives: ``groups[j]`` is the ``int64`` tensor of client ids whose
+            uploads are summed in row ``j`` (row ``j``'s ``client_id`` is the smallest of
+            them). Set by :class:`fedshield.privacy.secure.SecureAggregation`: at round
+            start to the planned groups of the reporting clients (clients need their
+            group's size, e.g. for distributed DP noise shares), and in
+            ``before_aggregation`` to the survivors of each released sum (failed groups
+            removed). None without secure aggregation.
     """
 
     round: int
@@ -99,6 +107,7 @@ class RoundContext:
     generator: torch.Generator
     metrics: dict[str, Any] = field(default_factory=dict)
     new_params: Tensor | None = None
+    groups: list[Tensor] | None = None
 
 
 class StopRun(Exception):  # noqa: N818 - a signal, not an error

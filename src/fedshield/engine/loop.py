@@ -8,7 +8,7 @@ One round ``r``::
     U     = [w_k - w_g for k in R_r]               local training (update matrix [|R_r|, P])
     U     = hooks.after_local_training(U)          client side
     U     = U minus non-finite rows                rejected with a reason, recorded
-    U     = hooks.before_aggregation(U)
+    U     = hooks.before_aggregation(U)          [secure]: one row per group (a group mean)
     Delta = aggregator(U, weights)                 e.g. weighted mean = FedAvg
     Delta = hooks.after_aggregation(Delta)
     w_g   = server_optimizer(w_g, Delta)           sgd / fedavgm / fedadam
@@ -297,12 +297,17 @@ def evaluate(
     return out
 
 
-def assumed_byzantine(cfg: ExperimentConfig, num_rows: int) -> int:
+def assumed_byzantine(
+    cfg: ExperimentConfig, num_rows: int, group_sizes: Sequence[int] | None = None
+) -> int:
     """Byzantine rows the defense assumes among ``num_rows`` (``defense.num_byzantine``).
 
     ``-1`` (auto) is the expected number of malicious rows (see
     :func:`fedshield.attacks.threat.expected_byzantine`), capped at what the rule
-    tolerates for ``num_rows`` (fewer rows can report after dropouts).
+    tolerates for ``num_rows`` (fewer rows can report after dropouts). Under group-wise
+    secure aggregation (``group_sizes``: clients behind each row) a row is Byzantine when
+    any of its clients is: the expected number of contaminated groups, rounded up (see
+    :func:`contaminated_groups`), capped the same way.
     """
     from fedshield.aggregators.rules import max_byzantine
     from fedshield.attacks.threat import expected_byzantine
@@ -310,9 +315,33 @@ def assumed_byzantine(cfg: ExperimentConfig, num_rows: int) -> int:
     f = cfg.defense.num_byzantine
     if f >= 0:
         return f
-    f = expected_byzantine(cfg, num_rows)
+    if group_sizes is not None and any(g > 1 for g in group_sizes):
+        f = contaminated_groups(cfg, group_sizes)
+    else:
+        f = expected_byzantine(cfg, num_rows)
     cap = max_byzantine(cfg.server.aggregator, num_rows)
     return max(0, min(f, cap)) if cap is not None else f
+
+
+def contaminated_groups(cfg: ExperimentConfig, group_sizes: Sequence[int]) -> int:
+    """Expected number of groups with at least one malicious client, rounded up.
+
+    Clients of a round are split at random into groups of the given sizes; with ``M`` of
+    the round's ``n`` clients malicious (expected, as in
+    :func:`fedshield.attacks.threat.expected_byzantine`), a group of ``g`` is clean with
+    probability ``C(n - M, g) / C(n, g)`` (hypergeometric).
+    """
+    from fedshield.attacks.threat import expected_byzantine
+
+    n = int(sum(group_sizes))
+    bad = expected_byzantine(cfg, n)
+    if bad == 0:
+        return 0
+    total = 0.0
+    for g in group_sizes:
+        clean = math.comb(n - bad, g) / math.comb(n, g) if g <= n - bad else 0.0
+        total += 1.0 - clean
+    return min(len(group_sizes), math.ceil(total - 1e-9))
 
 
 def check_defense(cfg: ExperimentConfig) -> None:
@@ -329,6 +358,15 @@ def check_defense(cfg: ExperimentConfig) -> None:
         return
     n = cfg.sampled_per_round
     f = cfg.defense.num_byzantine
+    if cfg.secure.enabled and cfg.secure.group_size > 0:
+        # the rule sees one row per group; with f = -1 the assumed number of contaminated
+        # groups is capped at what the rule tolerates (assumed_byzantine), so only an
+        # explicit f is checked
+        from fedshield.privacy.secure import group_sizes
+
+        n = len(group_sizes(n, cfg.secure.group_size))
+        if f < 0:
+            return
     if f < 0:
         f = expected_byzantine(cfg, n)
     cap = max_byzantine(name, n)
@@ -468,12 +506,31 @@ def _save_checkpoint(
             "params": params,
             "server_state": server_state,
             "hooks": [h.state_dict() for h in hooks],
+            "hook_names": [h.name for h in hooks],
             "rule_state": rule_state,
             "elapsed_s": elapsed,
         },
         tmp,
     )
     tmp.replace(path)
+
+
+def _load_hook_states(
+    hooks: Sequence[Hook], states: list[dict[str, Any]], names: list[str] | None
+) -> None:
+    """Give each hook its checkpointed state, matched by name in order (a checkpoint from
+    a version with other built-in hooks still restores the hooks it knows)."""
+    if names is None:  # checkpoints before hook names were saved: positional
+        for h, st in zip(hooks, states, strict=False):
+            h.load_state_dict(st)
+        return
+    pending = list(zip(names, states, strict=True))
+    for h in hooks:
+        for i, (name, st) in enumerate(pending):
+            if name == h.name:
+                h.load_state_dict(st)
+                del pending[i]
+                break
 
 
 def _progress(enabled: bool) -> Any:
@@ -547,6 +604,7 @@ def _run(
     from fedshield.aggregators.rules import AggregationContext
     from fedshield.attacks.threat import ThreatModel
     from fedshield.privacy.hooks import build_privacy_hooks
+    from fedshield.privacy.secure import SecureAggregation
 
     t_start = time.perf_counter()
     try:
@@ -557,15 +615,17 @@ def _run(
     fed = build_federation(cfg, dataset)
     threat = ThreatModel(cfg, fed.dataset, fed.clients)
     privacy = build_privacy_hooks(cfg)
+    secure = SecureAggregation(cfg)
     net = make_model(cfg, fed.dataset, model)
     spying: list[Hook] = []
     if cfg.privacy_attack:
         from fedshield.attacks.privacy.hook import PrivacyAttackHook
 
         spying = [PrivacyAttackHook(cfg, fed.dataset, fed.clients, net, model)]
-    # order: attackers rewrite uploads, privacy mechanisms protect them, curious parties
-    # observe what was actually sent, then the user's hooks
-    hooks = [threat, *privacy, *spying, *hooks]
+    # order: attackers rewrite uploads, privacy mechanisms protect them, secure aggregation
+    # turns them into (group) sums, curious parties observe what the server actually
+    # received, then the user's hooks
+    hooks = [threat, *privacy, secure, *spying, *hooks]
     layout = ParamLayout.from_module(net)
     if layout.dtype != torch.float32:
         raise ConfigError(f"the model's parameters are {layout.dtype}; fedshield trains float32")
@@ -595,8 +655,7 @@ def _run(
                 raise ValueError(f"{ckpt_path}: checkpoint does not match the model's layout")
             server_state = ckpt["server_state"]
             rule_state = dict(ckpt.get("rule_state", {}))
-            for h, st in zip(hooks, ckpt["hooks"], strict=False):
-                h.load_state_dict(st)
+            _load_hook_states(hooks, ckpt["hooks"], ckpt.get("hook_names"))
             start_round = int(ckpt["round"]) + 1
             elapsed_before = float(ckpt["elapsed_s"])
         store.truncate_metrics(start_round)  # records are 1-based: keep rounds done
@@ -696,8 +755,13 @@ def _run(
                     updates = h.before_aggregation(ctx, updates)
                     _check_hook_output(h.name, "before_aggregation", updates, layout.numel)
                 if len(updates) > 0:
+                    sizes = (
+                        [len(g) for g in ctx.groups]
+                        if ctx.groups is not None and len(ctx.groups) == len(updates)
+                        else None
+                    )
                     agg_ctx = AggregationContext(
-                        num_byzantine=assumed_byzantine(cfg, len(updates)),
+                        num_byzantine=assumed_byzantine(cfg, len(updates), sizes),
                         defense=cfg.defense,
                         generator=torch_generator(cfg.seed, Stream.DEFENSE, r),
                         global_params=params,
@@ -715,9 +779,11 @@ def _run(
                     delta = result.aggregate
                     rule_state["previous"] = delta.detach().clone()
                     if threat.enabled:
-                        record["detection"] = detection_counts(
-                            result, threat.mask(updates.client_ids)
-                        )
+                        bad = threat.mask(updates.client_ids)
+                        if sizes is not None and ctx.groups is not None:
+                            # a group row is malicious when any of its clients is
+                            bad = torch.tensor([bool(threat.mask(g).any()) for g in ctx.groups])
+                        record["detection"] = detection_counts(result, bad)
                     for h in hooks:
                         delta = h.after_aggregation(ctx, delta)
                     if delta.shape != (layout.numel,) or not bool(torch.isfinite(delta).all()):
@@ -738,6 +804,10 @@ def _run(
             record["num_aggregated"] = (
                 record["num_reporting"] - len(rejected) if len(reporting) else 0
             )
+            if cfg.secure.enabled:  # clients whose uploads are in a released sum
+                record["num_aggregated"] = (
+                    sum(len(g) for g in ctx.groups or []) if aggregated else 0
+                )
             record["rejected"] = rejected
             record["time_train_s"] = t_train
             if (r + 1) % cfg.eval.every == 0 or r + 1 == rounds:
@@ -816,6 +886,7 @@ def _run(
             except ValueError as exc:  # too few trials to bound anything
                 res = {"epsilon_lb": None, "error": str(exc)}
             final["audit"] = {**res, "accountant_epsilon": final["privacy"]["epsilon"]}
+        final["secure"] = secure.summary()  # plaintext runs too: the cost baseline
         if threat.enabled:
             final["malicious_clients"] = threat.malicious.tolist()
         for h in spying:

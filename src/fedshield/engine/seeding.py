@@ -32,6 +32,7 @@ class Stream(IntEnum):
     LOCAL_DP = 14
     AUDIT = 15
     PRIVACY_ATTACK = 16
+    SECURE = 17
 
 
 def _entropy(seed: int, stream: Stream, keys: tuple[int, ...]) -> list[int]:

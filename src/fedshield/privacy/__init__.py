@@ -7,6 +7,8 @@
 - :mod:`~fedshield.privacy.central`, :mod:`~fedshield.privacy.local`,
   :mod:`~fedshield.privacy.hooks`: the round-loop hooks (``[privacy]`` in a config).
 - :mod:`~fedshield.privacy.audit`: canary clients and an empirical epsilon lower bound.
+- :mod:`~fedshield.privacy.secure`: secure aggregation in runs (``[secure]``: SecAgg+ or
+  HE sums, group-wise robust aggregation, norm bounding) and distributed DP.
 """
 
 from __future__ import annotations
@@ -35,13 +37,22 @@ from fedshield.privacy.mechanisms import (
     laplace_noise,
     laplace_scale,
 )
+from fedshield.privacy.secure import (
+    DistributedDP,
+    SecureAggregation,
+    assign_groups,
+    group_sizes,
+)
 
 __all__ = [
     "AuditResult",
     "CanaryAudit",
+    "DistributedDP",
     "PrivacyAccountant",
+    "SecureAggregation",
     "adaptive_clipping_noise_multiplier",
     "analytic_gaussian_sigma",
+    "assign_groups",
     "calibrate_noise",
     "canary_scores",
     "clip_updates",
@@ -50,6 +61,7 @@ __all__ = [
     "dp_sgd_epsilon",
     "epsilon_lower_bound",
     "gaussian_noise",
+    "group_sizes",
     "laplace_noise",
     "laplace_scale",
     "local_dp_epsilon",

@@ -1,8 +1,10 @@
 """The privacy hooks of a run, built from ``[privacy]``, and sample-level DP-SGD accounting.
 
-Order in the round loop (after the threat model, before user hooks): central DP or local
-DP (clip on the client side; central noise after aggregation), then the canary audit
-(appends canaries after clipping, reads the noised aggregate).
+Order in the round loop (after the threat model, before secure aggregation and user
+hooks): central, local or distributed DP (clip on the client side; central noise after
+aggregation; distributed noise shares on the client side, summed under
+:mod:`fedshield.privacy.secure`), then the canary audit (appends canaries after clipping,
+reads the noised aggregate).
 """
 
 from __future__ import annotations
@@ -102,7 +104,7 @@ def build_privacy_hooks(cfg: ExperimentConfig) -> list[Hook]:
     """The privacy hooks ``[privacy]`` asks for, in loop order.
 
     Raises:
-        ConfigError: Central DP without noise.
+        ConfigError: Central or distributed DP without noise.
     """
     from fedshield.privacy.central import CentralDP
     from fedshield.privacy.local import LocalDP
@@ -115,6 +117,10 @@ def build_privacy_hooks(cfg: ExperimentConfig) -> list[Hook]:
         out.append(CentralDP(cfg))
     elif p.mode == "local":
         out.append(LocalDP(cfg))
+    elif p.mode == "distributed":
+        from fedshield.privacy.secure import DistributedDP
+
+        out.append(DistributedDP(cfg))
     if p.audit_canaries > 0:
         from fedshield.privacy.audit import CanaryAudit
 

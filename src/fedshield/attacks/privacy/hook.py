@@ -298,7 +298,18 @@ class PrivacyAttackHook(Hook):
         self, i: int, e: PrivacyAttackConfig, ctx: RoundContext, rows: ClientUpdates
     ) -> dict[str, Any]:
         base = self._base(i, e, ctx.round + 1, -1)
-        used = [self._used(ctx.round, int(k)) for k in rows.client_ids]
+        if ctx.groups is not None:
+            # secure aggregation: rows are group means; the sum covers every member of the
+            # released groups, and the server knows only the weighted sum of all uploads
+            ids = torch.cat(list(ctx.groups)).sort().values if ctx.groups else rows.client_ids
+            ids = ids[ids >= 0]
+            upload_sum = (rows.updates * rows.weights[:, None].to(rows.updates.dtype)).sum(0)
+            counts = torch.tensor([len(self.clients[int(k)]) for k in ids], dtype=torch.int64)
+        else:
+            ids = rows.client_ids
+            upload_sum = rows.updates.sum(dim=0)
+            counts = rows.num_samples.clone()
+        used = [self._used(ctx.round, int(k)) for k in ids]
         idx = np.concatenate([u[0] for u in used])
         if len(idx) > e.max_images:
             return {
@@ -307,11 +318,11 @@ class PrivacyAttackHook(Hook):
             }
         view = AggregateView(
             round=ctx.round + 1,
-            client_ids=rows.client_ids.clone(),
+            client_ids=ids.clone(),
             layout=ctx.layout,
             global_params=ctx.global_params.detach().clone(),
-            upload_sum=rows.updates.sum(dim=0),
-            num_samples=rows.num_samples.clone(),
+            upload_sum=upload_sum,
+            num_samples=counts,
             recipe=self._recipe(ctx, max(u[1] for u in used)),
         )
         return self._invert(i, e, view, idx, base, self._seed(e, ctx.round, 2**31 - 1))

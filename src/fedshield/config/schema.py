@@ -555,6 +555,9 @@ class PrivacyAttackConfig(_Section):
         1000, "membership inference: non-members drawn from the test split", ge=1
     )
     num_shadow: int = opt(16, "LiRA: shadow models (even)", ge=2)
+    fix_variance: bool = opt(
+        True, "LiRA: one global variance (Carlini et al.: better with fewer than ~64 shadows)"
+    )
     seed: int = opt(0, "seed of the attack's own random draws", ge=0)
     grid: bool = opt(True, "write an image grid PNG (originals above, reconstructions below)")
 

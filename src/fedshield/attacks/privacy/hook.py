@@ -272,6 +272,20 @@ class PrivacyAttackHook(Hook):
             out["grid"] = str(path.relative_to(self.run_dir))
         return out
 
+    def _server_view(
+        self, ctx: RoundContext, rows: ClientUpdates, j: int, steps: int
+    ) -> ServerView:
+        """What the server received from the client of row ``j`` this round."""
+        return ServerView(
+            round=ctx.round + 1,
+            client_id=int(rows.client_ids[j]),
+            layout=ctx.layout,
+            global_params=ctx.global_params.detach().clone(),
+            upload=rows.updates[j].detach().clone(),
+            num_samples=int(rows.num_samples[j]),
+            recipe=self._recipe(ctx, steps),
+        )
+
     def _attack_upload(
         self, i: int, e: PrivacyAttackConfig, ctx: RoundContext, rows: ClientUpdates, j: int
     ) -> dict[str, Any]:
@@ -283,15 +297,7 @@ class PrivacyAttackHook(Hook):
                 **base,
                 "skipped": f"client trained on {len(idx)} images > max_images = {e.max_images}",
             }
-        view = ServerView(
-            round=ctx.round + 1,
-            client_id=k,
-            layout=ctx.layout,
-            global_params=ctx.global_params.detach().clone(),
-            upload=rows.updates[j].detach().clone(),
-            num_samples=int(rows.num_samples[j]),
-            recipe=self._recipe(ctx, steps),
-        )
+        view = self._server_view(ctx, rows, j, steps)
         return self._invert(i, e, view, idx, base, self._seed(e, ctx.round, k))
 
     def _attack_sum(
@@ -329,12 +335,12 @@ class PrivacyAttackHook(Hook):
 
     # ------------------------------------------------------------ membership inference
     def _candidates(
-        self, e: PrivacyAttackConfig, members: np.ndarray, seed: int
+        self, members: np.ndarray, num_nonmembers: int, seed: int
     ) -> tuple[Tensor, Tensor, Tensor]:
         """Members ``members`` of the train split plus ``num_nonmembers`` test images."""
         rng = np.random.default_rng(seed)
         n_test = len(self.dataset.y_test)
-        out = rng.choice(n_test, size=min(e.num_nonmembers, n_test), replace=False)
+        out = rng.choice(n_test, size=min(num_nonmembers, n_test), replace=False)
         x = torch.cat([self.dataset.x_train[members], self.dataset.x_test[out]])
         y = torch.cat([self.dataset.y_train[members], self.dataset.y_test[out]])
         is_member = torch.zeros(len(y), dtype=torch.bool)
@@ -357,22 +363,31 @@ class PrivacyAttackHook(Hook):
         y: Tensor,
         seed: int,
         init_params: Tensor | None,
+        r: int,
     ) -> Tensor:
+        """Scores of the candidates ``(x, y)`` given the target model's ``logits``.
+
+        LiRA's shadows: with ``init_params`` (a client's upload) one local training per
+        shadow from the global model the client started from, all in one vectorised call
+        of the engine's trainer (recipe of round ``r``); without (the global model), one
+        federated run of the experiment per shadow on a random half of the candidates.
+        """
         if e.kind == "loss_threshold":
             return loss_threshold_scores(logits, y)
         from fedshield.attacks.privacy.membership import membership_scores, train_shadow_models
 
-        shadow_cfg = _shadow_config(self.cfg)
         shadow = train_shadow_models(
-            shadow_cfg,
+            _shadow_config(self.cfg),
             x,
             y,
             num_shadow=e.num_shadow,
             seed=seed,
             model=self.model_spec,
             init_params=init_params,
+            at_round=r if init_params is not None else None,
+            num_classes=self.dataset.num_classes,
         )
-        return membership_scores(e.kind, logits, y, shadow)
+        return membership_scores(e.kind, logits, y, shadow, fix_variance=e.fix_variance)
 
     def _membership_upload(
         self, i: int, e: PrivacyAttackConfig, ctx: RoundContext, rows: ClientUpdates, j: int
@@ -380,20 +395,15 @@ class PrivacyAttackHook(Hook):
         k = int(rows.client_ids[j])
         base = self._base(i, e, ctx.round + 1, k)
         idx, steps = self._used(ctx.round, k)
-        view = ServerView(
-            round=ctx.round + 1,
-            client_id=k,
-            layout=ctx.layout,
-            global_params=ctx.global_params.detach().clone(),
-            upload=rows.updates[j].detach().clone(),
-            num_samples=int(rows.num_samples[j]),
-            recipe=self._recipe(ctx, steps),
-        )
+        view = self._server_view(ctx, rows, j, steps)
         seed = self._seed(e, ctx.round, k)
-        x, y, is_member = self._candidates(e, idx, seed)
+        # LiRA's game: the shadows train on half the candidates, so with as many
+        # non-members as the client has members they train on as many images as it did
+        n_out = len(idx) if e.kind.startswith("lira") else e.num_nonmembers
+        x, y, is_member = self._candidates(idx, n_out, seed)
         t0 = time.perf_counter()
         logits = self._logits(view.local_params, view.layout, x)
-        scores = self._mia_scores(e, logits, x, y, seed, view.global_params)
+        scores = self._mia_scores(e, logits, x, y, seed, view.global_params, ctx.round)
         res = membership_metrics(scores, is_member)
         return {**base, **res.metrics, "time_s": time.perf_counter() - t0}
 
@@ -410,10 +420,10 @@ class PrivacyAttackHook(Hook):
         rng = np.random.default_rng(seed)
         pool = np.concatenate(self.clients)
         members = rng.choice(pool, size=min(e.num_members, len(pool)), replace=False)
-        x, y, is_member = self._candidates(e, np.sort(members), seed)
+        x, y, is_member = self._candidates(np.sort(members), e.num_nonmembers, seed)
         t0 = time.perf_counter()
         logits = self._logits(view.latest, view.layout, x)
-        scores = self._mia_scores(e, logits, x, y, seed, None)
+        scores = self._mia_scores(e, logits, x, y, seed, None, ctx.round)
         res = membership_metrics(scores, is_member)
         return {**base, **res.metrics, "time_s": time.perf_counter() - t0}
 

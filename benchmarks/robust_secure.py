@@ -134,25 +134,23 @@ def main() -> None:
             t0 = time.perf_counter()
             res = run_experiment(cfg, dataset=ds)
             sec = [h["secure"] for h in res.history if "secure" in h]
+            # plaintext runs summarise only their communication cost
+            total = res.final_metrics.get("secure") or res.final_metrics["communication"]
             row = {
                 "attack": attack,
                 "defense": name,
                 "test_accuracy": res.final_metrics["test_accuracy"],
                 "backdoor_success": res.final_metrics.get("final_backdoor_success"),
-                "bytes_per_client_per_round": res.final_metrics["secure"][
-                    "bytes_per_client_per_round"
-                ],
-                "bytes_server_per_round": res.final_metrics["secure"]["bytes_server_total"]
-                / max(1, len(sec)),
+                "bytes_per_client_per_round": total["bytes_per_client_per_round"],
+                "bytes_server_per_round": total["bytes_server_total"] / max(1, len(sec)),
                 "secure_time_s_per_round": (
                     sum(s.get("time_s", 0.0) for s in sec) / len(sec) if sec else 0.0
                 ),
                 "client_cpu_s_per_round": {
-                    k: v / len(sec)
-                    for k, v in res.final_metrics["secure"].get("client_cpu_s_total", {}).items()
+                    k: v / len(sec) for k, v in total.get("client_cpu_s_total", {}).items()
                 },
-                "failed_groups": res.final_metrics["secure"].get("failed_groups", 0),
-                "max_clipped_fraction": res.final_metrics["secure"].get("max_clipped_fraction"),
+                "failed_groups": total.get("failed_groups", 0),
+                "max_clipped_fraction": total.get("max_clipped_fraction"),
                 "run_s": time.perf_counter() - t0,
             }
             rows.append(row)

@@ -174,7 +174,7 @@ def test_cost_metrics_are_recorded_and_grow_with_the_model(tmp_path: Path) -> No
     p = plain.history[0]["secure"]
     assert p["bytes_per_client_mean"] == 4 * plain.layout.numel
     assert p["bytes_download_per_client"] == 4 * plain.layout.numel
-    assert plain.final_metrics["secure"]["bytes_server_total"] == 10 * 4 * plain.layout.numel
+    assert plain.final_metrics["communication"]["bytes_server_total"] == 10 * 4 * plain.layout.numel
 
 
 def test_norm_bound_scales_uploads_on_the_client_side(tmp_path: Path) -> None:

@@ -886,7 +886,18 @@ def _run(
             except ValueError as exc:  # too few trials to bound anything
                 res = {"epsilon_lb": None, "error": str(exc)}
             final["audit"] = {**res, "accountant_epsilon": final["privacy"]["epsilon"]}
-        final["secure"] = secure.summary()  # plaintext runs too: the cost baseline
+        if cfg.secure.enabled or cfg.secure.norm_bound > 0:
+            final["secure"] = secure.summary()
+        else:  # plaintext: the communication cost only, the baseline of secure runs
+            cost = secure.summary()
+            final["communication"] = {
+                k: cost[k]
+                for k in (
+                    "bytes_per_client_per_round",
+                    "bytes_per_client_total",
+                    "bytes_server_total",
+                )
+            }
         if threat.enabled:
             final["malicious_clients"] = threat.malicious.tolist()
         for h in spying:

@@ -16,7 +16,6 @@ uniform(-0.5, 0.5) initialisation.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -37,13 +36,7 @@ from fedshield.models import build_model
 SHAPE = (1, 28, 28)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    """Small problems: one intra-op thread is faster (and fairer on a shared machine)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

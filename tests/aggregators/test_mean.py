@@ -238,7 +238,7 @@ def test_registry_mean_rule_is_the_weighted_mean() -> None:
 def test_registry_names_the_whole_catalogue() -> None:
     assert set(AGGREGATORS) == {
         "mean", "krum", "multi_krum", "median", "trimmed_mean", "bulyan",
-        "geometric_median", "centered_clipping", "norm_bound", "fltrust", "foolsgold",
+        "geometric_median", "centered_clipping", "norm_bound", "fltrust", "pda_pam", "foolsgold",
         "flame", "dnc", "signguard",
     }  # fmt: skip
 

@@ -347,7 +347,7 @@ MISTAKES: list[tuple[str, dict[str, Any], tuple[str, ...]]] = [
             "'trian'",
             "did you mean 'train'",
             "top level",
-            "attack, data, defense, engine, eval, model",
+            "attack, data, defense, engine, eval, fedre, model",
         ),
     ),
     (
@@ -541,7 +541,7 @@ RUN_MISTAKES: list[tuple[str, dict[str, dict[str, Any]], tuple[str, ...]]] = [
     (
         "unknown dataset",
         {"data": {"dataset": "cifar1000"}},
-        ("data.dataset", "'cifar1000'", "digits, mnist"),
+        ("data.dataset", "'cifar1000'", "digits, documents, mnist"),
     ),
     (
         "unknown model",

@@ -49,7 +49,7 @@ def test_digits_split_is_stratified_and_seeded() -> None:
 
 def test_load_dataset_unknown_name_lists_known() -> None:
     with pytest.raises(
-        ValueError, match=r"unknown dataset 'cifar10'; known datasets: digits, mnist"
+        ValueError, match=r"unknown dataset 'cifar10'; known datasets: digits, documents, mnist"
     ):
         load_dataset("cifar10")
     assert set(DATASETS) >= {"mnist", "digits"}

@@ -36,7 +36,7 @@ def test_parameter_counts(name: str, shape: tuple[int, ...], expected: int) -> N
     assert _num_params(build_model(name, shape, num_classes, seed=0)) == expected
 
 
-@pytest.mark.parametrize("name", sorted(MODELS))
+@pytest.mark.parametrize("name", sorted(set(MODELS) - {"unet"}))  # unet: test_unet.py
 @pytest.mark.parametrize("shape", [(1, 28, 28), (1, 8, 8), (3, 32, 32)])
 def test_output_shapes(name: str, shape: tuple[int, ...]) -> None:
     model = build_model(name, shape, 7, seed=1)

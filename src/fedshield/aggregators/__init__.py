@@ -8,7 +8,8 @@ loop runs (:mod:`fedshield.aggregators.rules`); :func:`get` fails with the known
 
 Assumptions (checked, a ``ValueError`` names the rule and the condition): Krum and
 Multi-Krum need ``n > 2f + 2``, Bulyan ``n >= 4f + 3``, trimmed mean ``n > 2 * num_trim``,
-DnC ``n > filter_frac * f``.
+DnC ``n > filter_frac * f``. PDA-PAM (FedRE) weights each client's layers by its PSI
+score on the server's public documents.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from fedshield.aggregators.krum import krum, krum_aggregation, krum_scores, mult
 from fedshield.aggregators.mean import mean
 from fedshield.aggregators.median import median
 from fedshield.aggregators.norm_bound import clip_rows, norm_bound
+from fedshield.aggregators.pda_pam import pda_pam, pda_pam_weights
 from fedshield.aggregators.rules import RULES, AggregationContext, Rule
 from fedshield.aggregators.signguard import signguard, signguard_aggregation
 from fedshield.aggregators.trimmed_mean import trimmed_mean
@@ -84,6 +86,8 @@ __all__ = [
     "nonfinite_rows",
     "norm_bound",
     "pairwise_sq_distances",
+    "pda_pam",
+    "pda_pam_weights",
     "signguard",
     "signguard_aggregation",
     "trimmed_mean",

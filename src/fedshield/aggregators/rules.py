@@ -13,7 +13,7 @@ detection statistics)::
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,9 +32,10 @@ from fedshield.aggregators.krum import krum_aggregation
 from fedshield.aggregators.mean import mean
 from fedshield.aggregators.median import median
 from fedshield.aggregators.norm_bound import norm_bound
+from fedshield.aggregators.pda_pam import pda_pam, pda_pam_weights
 from fedshield.aggregators.signguard import signguard_aggregation
 from fedshield.aggregators.trimmed_mean import trimmed_mean
-from fedshield.config.schema import DefenseConfig
+from fedshield.config.schema import DefenseConfig, FedREConfig
 
 
 @dataclass
@@ -50,6 +51,10 @@ class AggregationContext:
         previous: ``[d]`` previous round's aggregate (None in the first round).
         server_update: Computes the server's update on its root data (FLTrust).
         state: The rule's persistent state across rounds (checkpointed by the loop).
+        layer_slices: Slices of the row covering each layer, in order (layer-wise rules).
+        psi_scores: Maps the update matrix ``[n, d]`` to each client model's per-layer PSI
+            score ``[n, L]`` on the server's public documents (PDA-PAM).
+        fedre: FedRE options (PDA-PAM's mode, temperature, standardisation).
     """
 
     num_byzantine: int
@@ -60,6 +65,9 @@ class AggregationContext:
     previous: Tensor | None = None
     server_update: Callable[[], Tensor] | None = None
     state: dict[str, Any] = field(default_factory=dict)
+    layer_slices: Sequence[slice] | None = None
+    psi_scores: Callable[[Tensor], Tensor] | None = None
+    fedre: FedREConfig | None = None
 
 
 Rule = Callable[[Tensor, Tensor, AggregationContext], Aggregation]
@@ -114,6 +122,28 @@ def _norm_bound(u: Tensor, w: Tensor, ctx: AggregationContext) -> Aggregation:
     return Aggregation(norm_bound(u, w, max_norm=ctx.defense.max_norm or None))
 
 
+def _pda_pam(u: Tensor, w: Tensor, ctx: AggregationContext) -> Aggregation:
+    if ctx.psi_scores is None or ctx.layer_slices is None or ctx.fedre is None:
+        raise ValueError(
+            "pda_pam needs the clients' PSI scores on public documents (psi_scores), the "
+            "layer slices and the [fedre] options"
+        )
+    scores = ctx.psi_scores(u)
+    f = ctx.fedre
+    coeff = pda_pam_weights(
+        scores, mode=f.pda_mode, temperature=f.pda_temperature, standardize=f.pda_standardize
+    )
+    agg = pda_pam(
+        u,
+        scores,
+        ctx.layer_slices,
+        mode=f.pda_mode,
+        temperature=f.pda_temperature,
+        standardize=f.pda_standardize,
+    )
+    return Aggregation(agg, weights=coeff.mean(dim=1))
+
+
 def _fltrust(u: Tensor, w: Tensor, ctx: AggregationContext) -> Aggregation:
     if ctx.server_update is None:
         raise ValueError("fltrust needs the server's root-data update (server_update)")
@@ -166,6 +196,7 @@ RULES: dict[str, Rule] = {
     "centered_clipping": _centered_clipping,
     "norm_bound": _norm_bound,
     "fltrust": _fltrust,
+    "pda_pam": _pda_pam,
     "foolsgold": _foolsgold,
     "flame": _flame,
     "dnc": _dnc,

@@ -141,6 +141,12 @@ class TrainConfig(_Section):
     local_epochs: int = opt(1, "local epochs per round (ignored if local_steps > 0)", ge=1)
     local_steps: int = opt(0, "fixed number of local steps per round; 0 = use local_epochs", ge=0)
     prox_mu: float = opt(0.0, "FedProx proximal coefficient mu (0 = FedAvg)", ge=0.0)
+    class_weights: tuple[float, ...] = opt(
+        (),
+        "per-class loss weights, one per class (e.g. [1.0, 5.0] for a rare tamper class); "
+        "empty = unweighted",
+        gt=0.0,
+    )
     lr_schedule: str = opt(
         "constant",
         "client learning-rate schedule over rounds",
@@ -331,7 +337,7 @@ class PrivacyConfig(_Section):
         "client-level DP: central (DP-FedAvg: clip, sum, Gaussian noise at the server), "
         "local (each client perturbs its own update) or distributed (each client adds its "
         "share of the Gaussian noise before secure aggregation; needs [secure])",
-        choices=("none", "central", "local", "distributed"),
+        choices=("none", "central", "local", "distributed", "fedre", "ldp_fed"),
     )
     clip_norm: float = opt(1.0, "L2 clip norm C of a client update", gt=0.0)
     noise_multiplier: float = opt(
@@ -369,6 +375,68 @@ class PrivacyConfig(_Section):
     )
     audit_insert_prob: float = opt(
         0.5, "empirical audit: probability a canary is inserted in a round", gt=0.0, lt=1.0
+    )
+
+
+@dataclass(frozen=True)
+class FedREConfig(_Section):
+    """FedRE (Xiao et al., ICMR 2025): PSI-aware layer-wise local DP and PDA-PAM, with the
+    paper's baselines (uniform layer-wise LDP, LDP-Fed's alpha-CLDP).
+
+    ``privacy.mode = "fedre"`` runs the layer-wise mechanism (``budget`` chooses FedRE's
+    eq. 6 or the uniform split); ``privacy.mode = "ldp_fed"`` runs alpha-CLDP with
+    ``epsilon``, ``clip``, ``cldp_levels`` and ``cldp_fraction``;
+    ``server.aggregator = "pda_pam"`` uses the ``pda_*`` options. Needs a dataset with PSI
+    regions (``data.dataset = "documents"`` or a ``DocumentDataset``).
+    """
+
+    _prefix: ClassVar[str] = "fedre"
+
+    epsilon: float = opt(50.0, "total LDP budget epsilon of a client's update (eq. 6)", gt=0.0)
+    delta: float = opt(1e-5, "total delta, split evenly over the layers", gt=0.0, lt=1.0)
+    clip: float = opt(0.2, "per-layer clip bound C_l (eq. 7), the same for every layer", gt=0.0)
+    clip_mode: str = opt(
+        "update",
+        "clip each layer of the whole update once (Algorithm 1) or each sample's per-layer "
+        "gradient in every local step, DP-SGD style (the paper's text)",
+        choices=("update", "sample"),
+    )
+    budget: str = opt(
+        "psi",
+        "psi: epsilon_l proportional to 1/S_l (eq. 6, FedRE); uniform: epsilon/L "
+        "(the uniform layer-wise LDP baseline)",
+        choices=("psi", "uniform"),
+    )
+    sigma: float = opt(
+        0.0, "override: noise multiplier of every layer (0 = eq. 9 from epsilon_l)", ge=0.0
+    )
+    sigma_scale: float = opt(
+        1.0, "multiply eq. 9's sigma_l by this (the value used is recorded)", gt=0.0
+    )
+    noise_rounds: int = opt(0, "T in eq. 9 (0 = server.rounds)", ge=0)
+    psi_method: str = opt(
+        "hutchinson",
+        "PSI score: exact (forward-over-reverse JVPs) or hutchinson (random projections)",
+        choices=("exact", "hutchinson"),
+    )
+    psi_samples: int = opt(10, "documents per format averaged for the PSI score", ge=1)
+    psi_probes: int = opt(16, "Hutchinson probes per layer", ge=1)
+    psi_refresh: int = opt(
+        0, "recompute the PSI scores with the global model every k rounds (0 = once)", ge=0
+    )
+    pda_mode: str = opt(
+        "normalized",
+        "PDA-PAM: normalized (softmin weights, sum to 1) or literal (eq. 11 as written)",
+        choices=("normalized", "literal"),
+    )
+    pda_temperature: float = opt(1.0, "PDA-PAM softmax temperature", gt=0.0)
+    pda_standardize: bool = opt(False, "PDA-PAM: z-score each layer's scores over clients")
+    pda_public: int = opt(
+        4, "PDA-PAM: public documents each client model is scored on (0 = all)", ge=0
+    )
+    cldp_levels: int = opt(16, "LDP-Fed: levels of the discretised value domain", ge=2)
+    cldp_fraction: float = opt(
+        0.01, "LDP-Fed: fraction of the coordinates each client uploads", gt=0.0, le=1.0
     )
 
 
@@ -606,6 +674,7 @@ class ExperimentConfig(_Section):
     defense: DefenseConfig = field(default_factory=DefenseConfig)
     privacy: PrivacyConfig = field(default_factory=PrivacyConfig)
     secure: SecureConfig = field(default_factory=SecureConfig)
+    fedre: FedREConfig = field(default_factory=FedREConfig)
     privacy_attack: tuple[PrivacyAttackConfig, ...] = opt(
         (), "privacy attacks on the live run ([[privacy_attack]] entries)"
     )
@@ -713,6 +782,11 @@ class ExperimentConfig(_Section):
                 "privacy.audit_canaries with privacy.adaptive_clipping: the canaries are "
                 "inserted at the initial clip norm, so once C adapts the audit no longer tests "
                 "the mechanism that ran; audit with a fixed clip norm"
+            )
+        if p.mode in ("fedre", "ldp_fed") and p.dp_sgd:
+            raise ConfigError(
+                f"privacy.mode = {p.mode!r} with privacy.dp_sgd = true: FedRE's per-sample "
+                "clipping is fedre.clip_mode = 'sample'; switch dp_sgd off"
             )
         if p.audit_canaries > 0 and p.mode != "central":
             raise ConfigError(

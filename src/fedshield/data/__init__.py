@@ -6,7 +6,8 @@
   ``"dirichlet"``, ``"shards"``) in the :data:`PARTITIONERS` registry, and
   :func:`client_stats`.
 * :mod:`fedshield.data.documents` -- synthetic scanned documents with privacy-sensitive
-  (PSI) boxes and tamper masks (FedRE's task), and a loader for user document folders.
+  (PSI) boxes and tamper masks (FedRE's task), a loader for user document folders, and
+  :class:`DocumentDataset` (the ``"documents"`` segmentation dataset).
 """
 
 from fedshield.data.datasets import (
@@ -21,9 +22,12 @@ from fedshield.data.datasets import (
 )
 from fedshield.data.documents import (
     DOCUMENT_FORMATS,
+    DocumentDataset,
     DocumentSet,
+    document_dataset,
     generate_documents,
     load_document_folder,
+    load_documents,
     psi_region_mask,
 )
 from fedshield.data.partition import (
@@ -43,16 +47,19 @@ __all__ = [
     "MNIST_STD",
     "PARTITIONERS",
     "Dataset",
+    "DocumentDataset",
     "DocumentSet",
     "Partitioner",
     "client_stats",
     "dirichlet",
+    "document_dataset",
     "from_arrays",
     "generate_documents",
     "iid",
     "load_dataset",
     "load_digits",
     "load_document_folder",
+    "load_documents",
     "load_mnist",
     "partition",
     "psi_region_mask",

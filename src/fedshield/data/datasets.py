@@ -13,6 +13,9 @@ Bundled datasets:
   ``mnist.pkl.gz``.
 * ``"digits"`` -- scikit-learn's 8x8 optical digits (UCI "Optical Recognition of
   Handwritten Digits", Alpaydin & Kaynak, 1998): 1,797 images, split 80/20 stratified.
+* ``"documents"`` -- synthetic scanned documents for text-tamper *segmentation* with
+  privacy-sensitive (PSI) regions (FedRE's task; :func:`fedshield.data.documents.load_documents`):
+  a :class:`~fedshield.data.documents.DocumentDataset` whose labels are pixel masks.
 """
 
 from __future__ import annotations
@@ -76,6 +79,24 @@ class Dataset:
     def input_shape(self) -> tuple[int, ...]:
         """Shape of one sample, ``x_train.shape[1:]``."""
         return tuple(self.x_train.shape[1:])
+
+    @property
+    def task(self) -> str:
+        """``"classification"`` (one label per sample); segmentation sets override it."""
+        return "classification"
+
+    @property
+    def strata(self) -> torch.Tensor:
+        """``int64 [N]`` per-train-sample groups the label-aware partitioners use.
+
+        The class labels for classification; e.g. the document format for segmentation.
+        """
+        return self.y_train
+
+    @property
+    def num_strata(self) -> int:
+        """Number of distinct values :attr:`strata` may take."""
+        return self.num_classes
 
     @property
     def num_train(self) -> int:
@@ -349,9 +370,18 @@ def load_digits(*, seed: int = 0) -> Dataset:
 
 # --------------------------------------------------------------------------- registry
 
+
+def _load_documents(*, seed: int = 0) -> Dataset:
+    # imported here: documents.py builds on this module
+    from fedshield.data.documents import load_documents
+
+    return load_documents(seed=seed)
+
+
 DATASETS: dict[str, Callable[..., Dataset]] = {
     "mnist": load_mnist,
     "digits": load_digits,
+    "documents": _load_documents,
 }
 """Registry of bundled datasets: name -> loader called as ``loader(seed=seed)``."""
 
@@ -360,9 +390,9 @@ def load_dataset(name: str, *, seed: int = 0) -> Dataset:
     """Loads a registered dataset by name.
 
     Args:
-        name: A key of :data:`DATASETS` (``"mnist"``, ``"digits"``).
-        seed: Seed for loaders whose split is random (``"digits"``); ignored by fixed
-            splits (``"mnist"``).
+        name: A key of :data:`DATASETS` (``"mnist"``, ``"digits"``, ``"documents"``).
+        seed: Seed for loaders whose split is random (``"digits"``) or whose data are
+            generated (``"documents"``); ignored by fixed splits (``"mnist"``).
 
     Returns:
         The dataset.

@@ -51,15 +51,15 @@ from __future__ import annotations
 
 import math
 import numbers
+from collections.abc import Callable, Sequence
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.func import functional_call, grad_and_value, vmap
 
 from fedshield.engine.batches import BatchPlan
 from fedshield.engine.layout import ParamLayout
-from fedshield.engine.local import LocalRecipe, LocalResult, chunk_bounds
+from fedshield.engine.local import LocalRecipe, LocalResult, chunk_bounds, sample_losses
 from fedshield.engine.seeding import Stream, torch_generator
 from fedshield.engine.vectorized import sgd_update_
 
@@ -105,6 +105,12 @@ class DPSGDTrainer:
         seed: Experiment seed the noise streams derive from (``[0, 2**64)``).
         chunk: Train at most this many clients at once (0 = all). Per-sample gradients take
             ``chunk * B * P`` floats, so large models want a small chunk.
+        layer_slices: Clip every *layer* of a sample's gradient to ``clip_norm`` separately
+            (FedRE's per-sample reading of eq. 7) instead of the whole flat gradient; the
+            slices cover the flat row in order (``list(layout.layers.values())``).
+        noise_std: ``client_id -> [P]`` per-coordinate noise std of that client's summed
+            step gradient in the current round (FedRE's ``C_l sigma_l``); replaces
+            ``noise_multiplier * clip_norm`` when given.
 
     Raises:
         ValueError: For a non-positive or non-finite ``clip_norm``, a negative or non-finite
@@ -124,6 +130,9 @@ class DPSGDTrainer:
         noise_multiplier: float,
         seed: int,
         chunk: int = 0,
+        layer_slices: Sequence[slice] | None = None,
+        noise_std: Callable[[int], Tensor] | None = None,
+        class_weights: Tensor | None = None,
     ) -> None:
         if not _is_real(clip_norm) or not math.isfinite(clip_norm) or clip_norm <= 0:
             raise ValueError(f"clip_norm must be a finite number > 0, got {clip_norm!r}")
@@ -156,10 +165,22 @@ class DPSGDTrainer:
         self.noise_multiplier = float(noise_multiplier)
         self.seed = int(seed)
         self.chunk = int(chunk)
+        self.noise_std = noise_std
+        self.layer_of: list[int] | None = None  # layer index of each parameter
+        if layer_slices is not None:
+            bounds = [(s.start, s.stop) for s in layer_slices]
+            self.layer_of = []
+            for name in layout.names:
+                sl = layout.slices[name]
+                hit = [i for i, (a, b) in enumerate(bounds) if a <= sl.start and sl.stop <= b]
+                if not hit:
+                    raise ValueError(f"parameter {name!r} lies in no layer of layer_slices")
+                self.layer_of.append(hit[0])
+            self.num_layers = len(bounds)
 
         def sample_loss(params: dict[str, Tensor], xi: Tensor, yi: Tensor) -> Tensor:
             out = functional_call(model, params, (xi.unsqueeze(0),))
-            return F.cross_entropy(out, yi.unsqueeze(0))
+            return sample_losses(out, yi.unsqueeze(0), class_weights)[0]
 
         # per-sample (grad, loss) of one client's batch, vmapped again over a chunk's clients
         per_sample = vmap(grad_and_value(sample_loss), in_dims=(None, 0, 0))
@@ -189,14 +210,17 @@ class DPSGDTrainer:
             )
         gens: list[torch.Generator | None] = (
             [torch_generator(self.seed, Stream.DP_NOISE, recipe.round, k) for k in ids]
-            if self.noise_multiplier > 0
+            if self.noise_multiplier > 0 or self.noise_std is not None
             else [None] * C
         )
         out = torch.empty(C, self.layout.numel, dtype=start.dtype)
         loss = torch.empty(C)
+        stds: list[Tensor | None] = (
+            [self.noise_std(int(k)) for k in ids] if self.noise_std is not None else [None] * C
+        )
         for lo, hi in chunk_bounds(C, self.chunk):
             loss[lo:hi] = self._train_chunk(
-                start, plan.rows(lo, hi), recipe, gens[lo:hi], out[lo:hi]
+                start, plan.rows(lo, hi), recipe, gens[lo:hi], out[lo:hi], stds[lo:hi]
             )
         return LocalResult(params=out, loss=loss)
 
@@ -208,13 +232,22 @@ class DPSGDTrainer:
         C, B = mb.shape
         grads, losses = self._per_client(params, xb, yb)
         flat = {n: grads[n].reshape(C, B, -1) for n in self.layout.names}
-        norms = torch.linalg.vector_norm(
-            torch.stack([torch.linalg.vector_norm(g, dim=-1) for g in flat.values()], dim=-1),
-            dim=-1,
-        )
-        factor = (self.clip_norm / (norms + _NORM_EPS)).clamp(max=1.0) * mb  # [C, B]
-        for n, g in flat.items():
-            into[:, self.layout.slices[n]] = torch.bmm(factor.unsqueeze(1), g).squeeze(1)
+        param_norms = torch.stack(
+            [torch.linalg.vector_norm(g, dim=-1) for g in flat.values()], dim=-1
+        )  # [C, B, n_params]
+        if self.layer_of is None:
+            norms = torch.linalg.vector_norm(param_norms, dim=-1)
+            factor = (self.clip_norm / (norms + _NORM_EPS)).clamp(max=1.0) * mb  # [C, B]
+            factors = [factor] * len(flat)
+        else:  # per layer: the norm of each layer's block of the sample's gradient
+            index = torch.tensor(self.layer_of)
+            sq = torch.zeros(C, B, self.num_layers, dtype=param_norms.dtype)
+            sq.index_add_(2, index, param_norms.square())
+            per_layer = (self.clip_norm / (sq.sqrt() + _NORM_EPS)).clamp(max=1.0)
+            per_layer = per_layer * mb.unsqueeze(-1)
+            factors = [per_layer[..., i] for i in self.layer_of]
+        for (n, g), f in zip(flat.items(), factors, strict=True):
+            into[:, self.layout.slices[n]] = torch.bmm(f.unsqueeze(1), g).squeeze(1)
         return losses
 
     def _train_chunk(
@@ -224,6 +257,7 @@ class DPSGDTrainer:
         recipe: LocalRecipe,
         gens: list[torch.Generator | None],
         out: Tensor,
+        stds: Sequence[Tensor | None] = (),
     ) -> Tensor:
         C, B, P = plan.num_clients, plan.batch_size, self.layout.numel
         flat = start.detach().unsqueeze(0).repeat(C, 1)  # [C, P]; the views below alias it
@@ -242,12 +276,16 @@ class DPSGDTrainer:
             idx = plan.index[:, s]
             mb = plan.mask[:, s]
             losses = self._clipped_sums(params, self.x[idx], self.y[idx], mb, grad)
-            if std > 0:
+            if std > 0 or self.noise_std is not None:
                 for k in active.nonzero().flatten().tolist():
                     gen = gens[k]
                     assert gen is not None
                     noise = torch.randn(P, generator=gen, dtype=grad.dtype)
-                    grad[k].add_(noise, alpha=std)
+                    std_k = stds[k] if self.noise_std is not None else None
+                    if std_k is not None:
+                        grad[k].addcmul_(noise, std_k.to(grad.dtype))
+                    else:
+                        grad[k].add_(noise, alpha=std)
             grad.div_(B)
             loss_sum += (losses.detach() * mb).sum(dim=1) / counts[:, s].clamp(min=1)
             sgd_update_([flat], [grad], bufs, anchors, active.to(torch.float32), recipe)

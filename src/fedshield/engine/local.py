@@ -27,6 +27,17 @@ from fedshield.engine.batches import BatchPlan
 from fedshield.engine.layout import ParamLayout
 
 
+def sample_losses(logits: Tensor, y: Tensor, class_weights: Tensor | None = None) -> Tensor:
+    """``[B]`` cross-entropy of each sample; dense targets (segmentation ``[B, H, W]``)
+    average their pixels. ``class_weights[c]`` multiplies the loss of every target of class
+    ``c`` (the mean is over targets, not normalised by the weights, so every training path
+    and every batch size gives the same objective)."""
+    per = F.cross_entropy(logits, y, weight=class_weights, reduction="none")
+    if per.dim() > 1:
+        per = per.flatten(1).mean(1)
+    return per
+
+
 @dataclass(frozen=True)
 class LocalRecipe:
     """Client optimizer settings for one round.
@@ -120,16 +131,26 @@ class SequentialTrainer:
         model: A module whose parameters are overwritten (used as scratch space).
         layout: The model's layout.
         x: Training inputs ``[N, ...]``.
-        y: Training labels ``[N]``.
+        y: Training labels ``[N]`` (or dense ``[N, H, W]`` targets).
+        class_weights: Optional ``[K]`` per-class loss weights (see :func:`sample_losses`).
     """
 
     name = "sequential"
 
-    def __init__(self, model: nn.Module, layout: ParamLayout, x: Tensor, y: Tensor) -> None:
+    def __init__(
+        self,
+        model: nn.Module,
+        layout: ParamLayout,
+        x: Tensor,
+        y: Tensor,
+        *,
+        class_weights: Tensor | None = None,
+    ) -> None:
         self.model = model
         self.layout = layout
         self.x = x
         self.y = y
+        self.class_weights = class_weights
 
     def train(self, start: Tensor, plan: BatchPlan, recipe: LocalRecipe) -> LocalResult:
         """Train each client of ``plan`` in turn (see module docstring for the update)."""
@@ -151,7 +172,9 @@ class SequentialTrainer:
                     continue
                 idx = plan.index[k, s, :n]
                 opt.zero_grad(set_to_none=True)
-                loss = F.cross_entropy(self.model(self.x[idx]), self.y[idx])
+                loss = sample_losses(
+                    self.model(self.x[idx]), self.y[idx], self.class_weights
+                ).mean()
                 total += float(loss.detach())
                 steps += 1
                 if recipe.prox_mu > 0.0:

@@ -17,6 +17,7 @@ One round ``r``::
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import sys
 import time
@@ -102,7 +103,7 @@ def build_federation(cfg: ExperimentConfig, dataset: Dataset | None = None) -> F
             dataset = load_dataset(cfg.data.dataset, seed=cfg.seed)
         except ValueError as exc:
             raise ConfigError(f"data.dataset = {cfg.data.dataset!r}: {exc}") from exc
-    labels = dataset.y_train.numpy()
+    labels = dataset.strata.numpy()
     n = len(labels)
     if cfg.data.num_clients > n:
         raise ConfigError(
@@ -121,7 +122,7 @@ def build_federation(cfg: ExperimentConfig, dataset: Dataset | None = None) -> F
         )
     except ValueError as exc:
         raise ConfigError(f"data.partition = {cfg.data.partition!r}: {exc}") from exc
-    stats = client_stats(labels, parts, dataset.num_classes)
+    stats = client_stats(labels, parts, dataset.num_strata)
     return Federation(dataset=dataset, clients=parts, stats=stats)
 
 
@@ -144,15 +145,48 @@ def make_model(
 
 
 def make_trainer(
-    cfg: ExperimentConfig, model: nn.Module, layout: ParamLayout, x: Tensor, y: Tensor
+    cfg: ExperimentConfig,
+    model: nn.Module,
+    layout: ParamLayout,
+    x: Tensor,
+    y: Tensor,
+    fedre: Any = None,
 ) -> LocalTrainer:
     """Choose and build the local-training path (``engine.backend``; DP-SGD when
-    ``privacy.dp_sgd``: per-sample clipping and noise need their own path).
+    ``privacy.dp_sgd`` or FedRE's ``fedre.clip_mode = "sample"``: per-sample clipping and
+    noise need their own path; ``fedre`` is then the FedRE hook giving each client's
+    per-layer noise).
 
     Raises:
         ConfigError: ``fused`` requested for a model it cannot run.
     """
     has_buffers = any(True for _ in model.buffers())
+    weights = (
+        torch.tensor(cfg.train.class_weights, dtype=torch.float32)
+        if cfg.train.class_weights
+        else None
+    )
+    if fedre is not None and cfg.fedre.clip_mode == "sample":
+        from fedshield.engine.dp_sgd import DPSGDTrainer
+
+        if has_buffers:
+            raise ConfigError(
+                "fedre.clip_mode = 'sample' needs a model without buffers (e.g. no BatchNorm)"
+            )
+        return DPSGDTrainer(
+            model,
+            layout,
+            x,
+            y,
+            clip_norm=cfg.fedre.clip,
+            noise_multiplier=0.0,
+            seed=cfg.seed,
+            chunk=cfg.engine.client_chunk
+            or max(1, _DP_SGD_BYTES // (cfg.train.batch_size * layout.numel * 4)),
+            layer_slices=list(layout.layers.values()),
+            noise_std=fedre.noise_std,
+            class_weights=weights,
+        )
     if cfg.privacy.dp_sgd:
         from fedshield.engine.dp_sgd import DPSGDTrainer
 
@@ -172,10 +206,15 @@ def make_trainer(
             # per-sample gradients take C * B * P floats: chunk clients to ~256 MB of them
             chunk=cfg.engine.client_chunk
             or max(1, _DP_SGD_BYTES // (cfg.train.batch_size * layout.numel * 4)),
+            class_weights=weights,
         )
     backend = cfg.engine.backend
+    if backend == "fused" and weights is not None:
+        raise ConfigError(
+            "engine.backend = 'fused' does not support train.class_weights; use 'vmap' or 'auto'"
+        )
     if backend == "auto":
-        if fused_layers(model) is not None:
+        if fused_layers(model) is not None and weights is None:
             backend = "fused"
         elif not has_buffers:
             backend = "vmap"
@@ -197,8 +236,8 @@ def make_trainer(
                 "engine.backend = 'vmap' cannot train a model with buffers (e.g. BatchNorm "
                 "running statistics); use 'sequential' or 'auto'"
             )
-        return VmapTrainer(model, layout, x, y, chunk=chunk)
-    return SequentialTrainer(model, layout, x, y)
+        return VmapTrainer(model, layout, x, y, chunk=chunk, class_weights=weights)
+    return SequentialTrainer(model, layout, x, y, class_weights=weights)
 
 
 def lr_at(train: TrainConfig, r: int, rounds: int) -> float:
@@ -272,6 +311,9 @@ def evaluate(
     Per-client accuracy is the global model's accuracy on each client's own training
     shard (what each client would observe), summarised as mean, std, min, p10, median,
     p90 and max. ``extra(model)`` adds further metrics (e.g. the backdoor success rate).
+    On a segmentation dataset accuracies are pixel accuracies, and ``test_iou``,
+    ``test_precision``, ``test_recall`` and ``test_f1`` of the positive class (the tamper
+    mask) are added (micro-averaged over the test pixels).
     """
     ds = fed.dataset
     logits = predict(model, ds.x_test, batch_size)
@@ -279,8 +321,16 @@ def evaluate(
         "test_accuracy": float((logits.argmax(1) == ds.y_test).float().mean()),
         "test_loss": float(nn.functional.cross_entropy(logits, ds.y_test)),
     }
+    if ds.task == "segmentation":
+        from fedshield.metrics.segmentation import segmentation_scores
+
+        scores = segmentation_scores(logits, ds.y_test)
+        for key in ("iou", "precision", "recall", "f1"):
+            out[f"test_{key}"] = scores[key]
     if per_client:
         correct = (predict(model, ds.x_train, batch_size).argmax(1) == ds.y_train).float()
+        if correct.dim() > 1:  # segmentation: pixel accuracy
+            correct = correct.flatten(1).mean(1)
         accs = torch.tensor([float(correct[idx].mean()) for idx in fed.clients])
         q = torch.quantile(accs, torch.tensor([0.1, 0.5, 0.9]))
         out["client_accuracy"] = {
@@ -613,10 +663,42 @@ def _run(
         raise ConfigError(f"server.aggregator = {cfg.server.aggregator!r}: {exc}") from exc
     check_defense(cfg)
     fed = build_federation(cfg, dataset)
+    k = fed.dataset.num_classes
+    if cfg.train.class_weights and len(cfg.train.class_weights) != k:
+        raise ConfigError(
+            f"train.class_weights = {list(cfg.train.class_weights)} has "
+            f"{len(cfg.train.class_weights)} weights but {fed.dataset.name!r} has {k} classes: "
+            "give one weight per class"
+        )
+    if fed.dataset.task != "classification":
+        if cfg.attack.data != "none" and cfg.num_malicious > 0:
+            raise ConfigError(
+                f"attack.data = {cfg.attack.data!r} poisons class labels; the "
+                f"{fed.dataset.task} dataset {fed.dataset.name!r} has dense targets"
+            )
+        if cfg.privacy_attack:
+            raise ConfigError(
+                "[[privacy_attack]] entries assume one class label per sample; for the "
+                f"{fed.dataset.task} dataset {fed.dataset.name!r} run the inversion in "
+                "`fedshield reproduce fedre` (targets known to the attacker)"
+            )
     threat = ThreatModel(cfg, fed.dataset, fed.clients)
     privacy = build_privacy_hooks(cfg)
     secure = SecureAggregation(cfg)
     net = make_model(cfg, fed.dataset, model)
+    layout = ParamLayout.from_module(net)
+    fedre_hook = None
+    if cfg.privacy.mode == "fedre":
+        from fedshield.privacy.fedre.hook import FedREHook
+
+        fedre_hook = FedREHook(cfg, fed.dataset, fed.clients, net, layout)
+        privacy.append(fedre_hook)
+    psi_scorer = None
+    if cfg.server.aggregator == "pda_pam":
+        from fedshield.privacy.fedre.hook import public_psi_scorer
+
+        psi_scorer = functools.partial(public_psi_scorer, cfg, fed.dataset, net, layout)
+        psi_scorer(0)  # fail before training if the data cannot support PDA-PAM
     spying: list[Hook] = []
     if cfg.privacy_attack:
         from fedshield.attacks.privacy.hook import PrivacyAttackHook
@@ -626,10 +708,9 @@ def _run(
     # turns them into (group) sums, curious parties observe what the server actually
     # received, then the user's hooks
     hooks = [threat, *privacy, secure, *spying, *hooks]
-    layout = ParamLayout.from_module(net)
     if layout.dtype != torch.float32:
         raise ConfigError(f"the model's parameters are {layout.dtype}; fedshield trains float32")
-    trainer = make_trainer(cfg, net, layout, threat.x_train, threat.y_train)
+    trainer = make_trainer(cfg, net, layout, threat.x_train, threat.y_train, fedre_hook)
     params = layout.flatten(net).clone()
     server_state = init_state(cfg.server.optimizer, layout.numel)
     rule_state: dict[str, Any] = {}
@@ -769,6 +850,13 @@ def _run(
                         previous=rule_state.get("previous"),
                         server_update=_root_update(trainer, params, plan, recipe, root, cfg, r),
                         state=rule_state,
+                        layer_slices=list(layout.layers.values()),
+                        psi_scores=(
+                            functools.partial(psi_scorer(r), params)
+                            if psi_scorer is not None
+                            else None
+                        ),
+                        fedre=cfg.fedre,
                     )
                     try:
                         result = rule(updates.updates, updates.weights, agg_ctx)
@@ -948,6 +1036,12 @@ def _summary(
         out["final_client_accuracy"] = last["client_accuracy"]
     if "backdoor_success" in last:
         out["final_backdoor_success"] = last["backdoor_success"]
+    for key in ("iou", "precision", "recall", "f1"):
+        if f"test_{key}" in last:
+            out[f"final_test_{key}"] = last[f"test_{key}"]
+    ious = [h["test_iou"] for h in history if "test_iou" in h]
+    if ious:
+        out["best_test_iou"] = max(ious)
     detections = [h["detection"] for h in history if "detection" in h]
     if detections:
         out["detection"] = summarize_detection(detections)

@@ -33,6 +33,10 @@ class Stream(IntEnum):
     AUDIT = 15
     PRIVACY_ATTACK = 16
     SECURE = 17
+    FEDRE_PSI = 18
+    FEDRE_NOISE = 19
+    PDA_PAM = 20
+    LDP_FED = 21
 
 
 def _entropy(seed: int, stream: Stream, keys: tuple[int, ...]) -> list[int]:

@@ -11,13 +11,12 @@ parameters and momentum do not move), never fed fake data; see
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.func import functional_call, grad_and_value, vmap
 
 from fedshield.engine.batches import BatchPlan
 from fedshield.engine.layout import ParamLayout
-from fedshield.engine.local import LocalRecipe, LocalResult, train_in_chunks
+from fedshield.engine.local import LocalRecipe, LocalResult, sample_losses, train_in_chunks
 
 
 def sgd_update_(
@@ -69,12 +68,21 @@ class VmapTrainer:
         x: Training inputs ``[N, ...]``.
         y: Training labels ``[N]``.
         chunk: Train at most this many clients at once (0 = all).
+        class_weights: Optional ``[K]`` per-class loss weights (see
+            :func:`fedshield.engine.local.sample_losses`).
     """
 
     name = "vmap"
 
     def __init__(
-        self, model: nn.Module, layout: ParamLayout, x: Tensor, y: Tensor, *, chunk: int = 0
+        self,
+        model: nn.Module,
+        layout: ParamLayout,
+        x: Tensor,
+        y: Tensor,
+        *,
+        chunk: int = 0,
+        class_weights: Tensor | None = None,
     ) -> None:
         self.model = model
         self.layout = layout
@@ -87,7 +95,7 @@ class VmapTrainer:
             params: dict[str, Tensor], xb: Tensor, yb: Tensor, mb: Tensor, count: Tensor
         ) -> Tensor:
             out = functional_call(model, (params, buffers), (xb,))
-            per = F.cross_entropy(out, yb, reduction="none")
+            per = sample_losses(out, yb, class_weights)
             return (per * mb).sum() / count.clamp(min=1)
 
         self._step = vmap(grad_and_value(loss_fn))

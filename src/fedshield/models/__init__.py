@@ -16,8 +16,9 @@ import torch
 from torch import nn
 
 from fedshield.models.reference import cnn, lenet, logreg, mlp_2nn
+from fedshield.models.unet import unet
 
-__all__ = ["MODELS", "ModelFactory", "build_model", "cnn", "lenet", "logreg", "mlp_2nn"]
+__all__ = ["MODELS", "ModelFactory", "build_model", "cnn", "lenet", "logreg", "mlp_2nn", "unet"]
 
 ModelFactory = Callable[[tuple[int, ...], int], nn.Module]
 """``(input_shape, num_classes) -> nn.Module``; ``input_shape`` excludes the batch axis."""
@@ -27,6 +28,7 @@ MODELS: dict[str, ModelFactory] = {
     "cnn": cnn,
     "lenet": lenet,
     "logreg": logreg,
+    "unet": unet,
 }
 """Registry of reference models: name -> factory."""
 

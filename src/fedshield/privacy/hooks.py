@@ -121,6 +121,11 @@ def build_privacy_hooks(cfg: ExperimentConfig) -> list[Hook]:
         from fedshield.privacy.secure import DistributedDP
 
         out.append(DistributedDP(cfg))
+    elif p.mode == "ldp_fed":
+        from fedshield.privacy.fedre.hook import LDPFed
+
+        out.append(LDPFed(cfg))
+    # privacy.mode = "fedre" needs the data and the model: run_experiment adds FedREHook
     if p.audit_canaries > 0:
         from fedshield.privacy.audit import CanaryAudit
 

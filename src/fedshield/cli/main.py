@@ -10,6 +10,7 @@ Examples::
     fedshield bench examples/bench_mnist.toml      # attack x defense matrix
     fedshield bench --resume runs/bench_mnist-20261123-160759
     fedshield attack runs/quickstart-20261123-101500 --kind ig --round 3 --client 0
+    fedshield reproduce fedre                      # FedRE's Tables 1-4 + Fig. 6 -> docs/fedre.md
 """
 
 from __future__ import annotations
@@ -269,6 +270,38 @@ def attack(
         table.add_row(*[_cell(r.get(c)) for c in cols])
     console.print(table)
     console.print(f"replay and image grids: {rep.replay_dir}", highlight=False)
+
+
+@app.command()
+def reproduce(
+    paper: Annotated[str, typer.Argument(help="which paper: fedre")],
+    out: Annotated[Path, typer.Option("--out", help="Markdown report to write")] = Path(
+        "docs/fedre.md"
+    ),
+    runs_dir: Annotated[
+        Path,
+        typer.Option("--runs-dir", help="run directories and the results cache (resumable)"),
+    ] = Path("runs/fedre"),
+    quick: Annotated[
+        bool, typer.Option("--quick", help="a minutes-long smoke version (tiny data, 2 rounds)")
+    ] = False,
+    seed: Annotated[int, typer.Option("--seed", help="master seed")] = 0,
+) -> None:
+    """Regenerate a paper's tables on fedshield (fedre: ~40 min on 2 cores; rerunning the
+    same command resumes from the finished runs cached in --runs-dir)."""
+    from fedshield.reproduce import REPRODUCTIONS
+
+    if paper not in REPRODUCTIONS:
+        raise _fail(f"unknown paper {paper!r}: choose one of {', '.join(REPRODUCTIONS)}")
+    if seed < 0:
+        raise _fail(f"--seed must be >= 0, got {seed}")
+    from fedshield.reproduce.fedre import run_from_cli
+
+    results = run_from_cli(quick, str(runs_dir), str(out), seed)
+    console.print(
+        f"wrote {out} ({results['seconds'] / 60:.1f} min); results in {runs_dir}/fedre.json",
+        highlight=False,
+    )
 
 
 def _cell(value: Any) -> str:

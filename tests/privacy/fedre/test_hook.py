@@ -218,7 +218,7 @@ def test_ldp_fed_uploads_k_perturbed_coordinates(tmp_path: Any) -> None:
     k = math.ceil(0.1 * 105)
     assert ctx.metrics["ldp_fed"]["coordinates"] == k
     assert bool(((out != 0).sum(1) <= k).all())
-    levels = torch.linspace(-0.5, 0.5, 16) / 0.1
+    levels = torch.linspace(-0.5, 0.5, 16)
     vals = out[out != 0]
     assert bool((vals[:, None] - levels[None]).abs().min(1).values.lt(1e-5).all())
     assert hook.summary()["epsilon"] == pytest.approx(50.0)

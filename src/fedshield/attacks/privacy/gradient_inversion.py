@@ -396,7 +396,8 @@ def invert_gradients(
             a list of per-parameter tensors in that order, or a dict name -> tensor.
         num_images: Batch size ``n`` to reconstruct.
         image_shape: Shape of one input, e.g. ``(1, 28, 28)``.
-        labels: Known int64 labels ``[n]``, or None to infer them (see above).
+        labels: Known int64 labels ``[n]`` (or dense targets ``[n, H, W]`` of a
+            segmentation model), or None to infer them (see above).
         method: ``"ig"`` or ``"dlg"``.
         iterations: Optimiser steps.
         seed: Seed of ``torch.Generator`` for all random draws.
@@ -439,15 +440,15 @@ def invert_gradients(
     target = _target_vector(gradients, layout)
     matcher = _Matcher(model, layout)
     with torch.no_grad():
-        num_classes = int(
-            functional_call(model, (matcher.params, matcher.fixed), (torch.zeros(1, *shape),))
-            .reshape(1, -1)
-            .shape[1]
-        )
+        probe = functional_call(model, (matcher.params, matcher.fixed), (torch.zeros(1, *shape),))
+        num_classes = int(probe.reshape(1, -1).shape[1] if probe.dim() == 1 else probe.shape[1])
     if labels is not None:
-        labels = torch.as_tensor(labels).reshape(-1).to(torch.int64)
-        if labels.numel() != num_images:
-            raise ValueError(f"labels has {labels.numel()} entries, expected {num_images}")
+        labels = torch.as_tensor(labels).to(torch.int64)
+        if labels.dim() <= 1:
+            labels = labels.reshape(-1)
+        # dense targets (segmentation masks [n, H, W]) keep their shape
+        if labels.shape[0] != num_images or (labels.dim() == 1 and labels.numel() != num_images):
+            raise ValueError(f"labels has {labels.shape[0]} entries, expected {num_images}")
         if labels.min() < 0 or labels.max() >= num_classes:
             raise ValueError(f"labels must lie in [0, {num_classes})")
 

@@ -369,6 +369,7 @@ def invert_gradients(
     bounds: tuple[float, float] = (0.0, 1.0),
     line_search: str | None = None,
     clamp: bool = False,
+    init: float | Tensor | None = None,
 ) -> Tensor:
     """Reconstructs the images behind a gradient (DLG or Inverting Gradients).
 
@@ -410,6 +411,9 @@ def invert_gradients(
             uniform(-0.5, 0.5) weights: converges in about 20 steps where the fixed step
             can diverge).
         clamp: Clamp the returned image into ``bounds`` (DLG; IG always stays inside).
+        init: IG only: start from this image (a constant, or a tensor broadcastable to
+            ``[num_images, *image_shape]``: the attacker's prior, e.g. white paper for
+            documents) plus ``N(0, 0.01^2)`` per restart, instead of ``N(0, 1)``.
 
     Returns:
         ``Tensor[num_images, *image_shape]`` reconstruction (detached).
@@ -461,6 +465,9 @@ def invert_gradients(
             else:
                 labels = batch_labels(_last_weight_grad(target, layout), num_images)
         x0 = torch.randn((restarts, num_images, *shape), generator=gen, dtype=dtype)
+        if init is not None:
+            prior = torch.as_tensor(init, dtype=dtype).expand(num_images, *shape)
+            x0 = prior.unsqueeze(0) + 0.01 * x0
         x0 = x0.clamp(bounds[0], bounds[1])
         xs, losses = _ig_run(
             matcher,

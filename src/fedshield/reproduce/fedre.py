@@ -298,9 +298,11 @@ class _Cache:
         self.path = path
         self.prefix = prefix
         self.data: dict[str, Any] = json.loads(path.read_text()) if path.exists() else {}
+        self.used: set[str] = set()
 
     def get(self, key: str, compute: Callable[[], Any]) -> Any:
         full = f"{self.prefix}/{key}"
+        self.used.add(full)
         if full not in self.data:
             t0 = time.perf_counter()
             value = compute()
@@ -311,13 +313,14 @@ class _Cache:
         return self.data[full]["value"]
 
     def seconds(self) -> float:
-        """Compute time of every cached result of this study (``localset`` is the sum of
-        its ``localset-k`` runs and is not counted twice)."""
+        """Compute time of the results this invocation used, cached or not (what a run
+        from scratch costs; ``localset`` is the sum of its ``localset-k`` runs and is not
+        counted twice)."""
         return float(
             sum(
-                v["seconds"]
-                for k, v in self.data.items()
-                if k.startswith(self.prefix + "/") and k != f"{self.prefix}/localset"
+                self.data[k]["seconds"]
+                for k in self.used
+                if k in self.data and k != f"{self.prefix}/localset"
             )
         )
 

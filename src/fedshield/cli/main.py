@@ -287,7 +287,7 @@ def reproduce(
     ] = False,
     seed: Annotated[int, typer.Option("--seed", help="master seed")] = 0,
 ) -> None:
-    """Regenerate a paper's tables on fedshield (fedre: ~40 min on 2 cores; rerunning the
+    """Regenerate a paper's tables on fedshield (fedre: ~55 min on 2 cores; rerunning the
     same command resumes from the finished runs cached in --runs-dir)."""
     from fedshield.reproduce import REPRODUCTIONS
 

@@ -347,7 +347,7 @@ MISTAKES: list[tuple[str, dict[str, Any], tuple[str, ...]]] = [
             "'trian'",
             "did you mean 'train'",
             "top level",
-            "attack, data, defense, engine, eval, fedre, model",
+            "attack, data, defense, engine, eval, fedqsn, fedre, model",
         ),
     ),
     (

@@ -11,6 +11,7 @@ Examples::
     fedshield bench --resume runs/bench_mnist-20261123-160759
     fedshield attack runs/quickstart-20261123-101500 --kind ig --round 3 --client 0
     fedshield reproduce fedre                      # FedRE's Tables 1-4 + Fig. 6 -> docs/fedre.md
+    fedshield reproduce fedqsn                     # FedQSN sweep (masks x bits)  -> docs/fedqsn.md
 """
 
 from __future__ import annotations
@@ -274,32 +275,41 @@ def attack(
 
 @app.command()
 def reproduce(
-    paper: Annotated[str, typer.Argument(help="which paper: fedre")],
-    out: Annotated[Path, typer.Option("--out", help="Markdown report to write")] = Path(
-        "docs/fedre.md"
-    ),
+    paper: Annotated[str, typer.Argument(help="which paper: fedre or fedqsn")],
+    out: Annotated[
+        Path | None,
+        typer.Option("--out", help="Markdown report to write [default: docs/PAPER.md]"),
+    ] = None,
     runs_dir: Annotated[
-        Path,
-        typer.Option("--runs-dir", help="run directories and the results cache (resumable)"),
-    ] = Path("runs/fedre"),
+        Path | None,
+        typer.Option(
+            "--runs-dir",
+            help="run directories and the results cache (resumable) [default: runs/PAPER]",
+        ),
+    ] = None,
     quick: Annotated[
         bool, typer.Option("--quick", help="a minutes-long smoke version (tiny data, 2 rounds)")
     ] = False,
     seed: Annotated[int, typer.Option("--seed", help="master seed")] = 0,
 ) -> None:
-    """Regenerate a paper's tables on fedshield (fedre: ~55 min on 2 cores; rerunning the
-    same command resumes from the finished runs cached in --runs-dir)."""
+    """Regenerate a paper's tables on fedshield (fedre: ~55 min on 2 cores; fedqsn: see
+    docs/fedqsn.md for its time; rerunning the same command resumes from the finished runs
+    cached in --runs-dir)."""
     from fedshield.reproduce import REPRODUCTIONS
 
     if paper not in REPRODUCTIONS:
         raise _fail(f"unknown paper {paper!r}: choose one of {', '.join(REPRODUCTIONS)}")
     if seed < 0:
         raise _fail(f"--seed must be >= 0, got {seed}")
-    from fedshield.reproduce.fedre import run_from_cli
-
+    out = out or Path(f"docs/{paper}.md")
+    runs_dir = runs_dir or Path(f"runs/{paper}")
+    if paper == "fedre":
+        from fedshield.reproduce.fedre import run_from_cli
+    else:
+        from fedshield.reproduce.fedqsn import run_from_cli
     results = run_from_cli(quick, str(runs_dir), str(out), seed)
     console.print(
-        f"wrote {out} ({results['seconds'] / 60:.1f} min); results in {runs_dir}/fedre.json",
+        f"wrote {out} ({results['seconds'] / 60:.1f} min); results in {runs_dir}/{paper}.json",
         highlight=False,
     )
 

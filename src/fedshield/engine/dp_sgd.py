@@ -202,6 +202,11 @@ class DPSGDTrainer:
             ValueError: If ``recipe.client_ids`` does not name one id per row of ``plan``,
                 or the round or an id is outside ``[0, 2**32)``.
         """
+        if start.dim() != 1 or recipe.trainable is not None:
+            raise ValueError(
+                "the DP-SGD path trains every client from one start; per-client starts or "
+                "trainable masks (FedQSN) need engine.backend = 'vmap' or 'sequential'"
+            )
         C = plan.num_clients
         ids = recipe.client_ids or tuple(range(C))
         if len(ids) != C:

@@ -153,6 +153,11 @@ class FusedMLPTrainer:
         in Python threads with single-threaded kernels was measured slower on 2 cores:
         0.69 vs 0.59 s per W-100 round, interleaved runs.)
         """
+        if start.dim() != 1 or recipe.trainable is not None:
+            raise ValueError(
+                "the fused path trains every client from one start; per-client starts or "
+                "trainable masks (FedQSN) need engine.backend = 'vmap' or 'sequential'"
+            )
         return train_in_chunks(
             self._train_chunk, start, plan, recipe, self.chunk, self.layout.numel
         )

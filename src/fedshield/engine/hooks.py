@@ -119,6 +119,21 @@ class StopRun(Exception):  # noqa: N818 - a signal, not an error
     """
 
 
+@dataclass(frozen=True)
+class LocalStart:
+    """Per-client starting points of a round's local training (FedQSN's proxies).
+
+    Attributes:
+        params: ``[n, P]`` float32: what each reporting client (``ctx.reporting`` order)
+            starts from; the uploaded update is its trained parameters minus this row.
+        trainable: Optional ``[n, P]`` bool: the coordinates each client may change
+            (None = all).
+    """
+
+    params: Tensor
+    trainable: Tensor | None = None
+
+
 class Hook:
     """Base class for round-loop hooks; override any subset of the methods.
 
@@ -132,6 +147,11 @@ class Hook:
 
     def on_round_start(self, ctx: RoundContext) -> None:
         """Called after sampling and dropout, before local training."""
+
+    def local_start(self, ctx: RoundContext) -> LocalStart | None:
+        """Client side, before local training: per-client starts instead of the global
+        model (at most one hook may return one); None = train from the global model."""
+        return None
 
     def after_local_training(self, ctx: RoundContext, updates: ClientUpdates) -> ClientUpdates:
         """Client side, before upload; returns the (possibly rewritten) updates."""

@@ -15,6 +15,7 @@ vectorised paths are tested against (Li et al. 2020, FedProx, for ``mu``).
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
@@ -54,6 +55,10 @@ class LocalRecipe:
             a path can key per-client random streams by the real id rather than the row;
             ``()`` means rows ``0..C-1`` are clients ``0..C-1``. Ignored by paths that draw
             nothing.
+        trainable: Optional ``[C, P]`` bool mask, one row per client of the plan: the
+            coordinates that client may change (FedQSN: the parameters of the units its
+            proxy does not contain stay at their start value). None = all. Supported by
+            the sequential and vmap paths.
     """
 
     lr: float
@@ -62,6 +67,13 @@ class LocalRecipe:
     prox_mu: float = 0.0
     round: int = 0
     client_ids: tuple[int, ...] = ()
+    trainable: Tensor | None = None
+
+    def rows(self, lo: int, hi: int) -> LocalRecipe:
+        """The recipe for rows ``[lo, hi)`` of the plan (slices ``trainable``)."""
+        if self.trainable is None:
+            return self
+        return dataclasses.replace(self, trainable=self.trainable[lo:hi])
 
     @property
     def plain(self) -> bool:
@@ -107,11 +119,33 @@ def train_in_chunks(
     as training all clients at once (each client only ever sees its own rows). Every group
     writes straight into its rows of one ``[C, numel]`` matrix.
     """
+    check_start(start, recipe, plan.num_clients, numel)
     out = torch.empty(plan.num_clients, numel, dtype=start.dtype)
     loss = torch.empty(plan.num_clients)
     for lo, hi in chunk_bounds(plan.num_clients, chunk):
-        loss[lo:hi] = train_chunk(start, plan.rows(lo, hi), recipe, out[lo:hi])
+        rows = start[lo:hi] if start.dim() == 2 else start
+        loss[lo:hi] = train_chunk(rows, plan.rows(lo, hi), recipe.rows(lo, hi), out[lo:hi])
     return LocalResult(params=out, loss=loss)
+
+
+def check_start(start: Tensor, recipe: LocalRecipe, num_clients: int, numel: int) -> None:
+    """Check a start (``[P]`` shared, or ``[C, P]`` one row per client) and the recipe's
+    ``trainable`` mask against the plan.
+
+    Raises:
+        ValueError: Naming the wrong shape or dtype.
+    """
+    if start.shape not in ((numel,), (num_clients, numel)):
+        raise ValueError(
+            f"start has shape {tuple(start.shape)}, expected ({numel},) or one row per client "
+            f"({num_clients}, {numel})"
+        )
+    t = recipe.trainable
+    if t is not None and (t.dtype != torch.bool or t.shape != (num_clients, numel)):
+        raise ValueError(
+            f"recipe.trainable must be a bool [{num_clients}, {numel}] mask, got "
+            f"{t.dtype} {tuple(t.shape)}"
+        )
 
 
 class LocalTrainer(Protocol):
@@ -155,13 +189,20 @@ class SequentialTrainer:
     def train(self, start: Tensor, plan: BatchPlan, recipe: LocalRecipe) -> LocalResult:
         """Train each client of ``plan`` in turn (see module docstring for the update)."""
         C = plan.num_clients
+        check_start(start, recipe, C, self.layout.numel)
         out = torch.empty(C, self.layout.numel, dtype=start.dtype)
         losses = torch.zeros(C)
         params = [p for p in self.model.parameters() if p.requires_grad]
-        anchor = [t.clone() for t in self.layout.unflatten(start).values()]
         self.model.train()
         for k in range(C):
-            self.layout.load_into(self.model, start)
+            row = start[k] if start.dim() == 2 else start
+            anchor = [t.clone() for t in self.layout.unflatten(row).values()]
+            self.layout.load_into(self.model, row)
+            keep = (
+                [m.to(row.dtype) for m in self.layout.unflatten(recipe.trainable[k]).values()]
+                if recipe.trainable is not None
+                else None
+            )
             opt = torch.optim.SGD(
                 params, lr=recipe.lr, momentum=recipe.momentum, weight_decay=recipe.weight_decay
             )
@@ -182,6 +223,10 @@ class SequentialTrainer:
                     loss = loss + 0.5 * recipe.prox_mu * prox
                 loss.backward()
                 opt.step()
+                if keep is not None:  # frozen coordinates back to their start value
+                    with torch.no_grad():
+                        for p, m, a in zip(params, keep, anchor, strict=True):
+                            p.mul_(m).add_(a * (1 - m))
             out[k] = self.layout.flatten(self.model)
             losses[k] = total / max(steps, 1)
         return LocalResult(params=out, loss=losses)

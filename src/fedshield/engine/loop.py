@@ -36,7 +36,7 @@ from fedshield.config.schema import ConfigError, ExperimentConfig, TrainConfig
 from fedshield.data import Dataset, client_stats, load_dataset, partition
 from fedshield.engine.batches import BatchPlan, make_batch_plan
 from fedshield.engine.fused import FusedMLPTrainer, fused_layers
-from fedshield.engine.hooks import ClientUpdates, Hook, RoundContext, StopRun
+from fedshield.engine.hooks import ClientUpdates, Hook, LocalStart, RoundContext, StopRun
 from fedshield.engine.layout import ParamLayout
 from fedshield.engine.local import LocalRecipe, LocalTrainer, SequentialTrainer
 from fedshield.engine.seeding import Stream, numpy_rng, torch_generator
@@ -214,7 +214,7 @@ def make_trainer(
             "engine.backend = 'fused' does not support train.class_weights; use 'vmap' or 'auto'"
         )
     if backend == "auto":
-        if fused_layers(model) is not None and weights is None:
+        if fused_layers(model) is not None and weights is None and not cfg.fedqsn.enabled:
             backend = "fused"
         elif not has_buffers:
             backend = "vmap"
@@ -238,6 +238,35 @@ def make_trainer(
             )
         return VmapTrainer(model, layout, x, y, chunk=chunk, class_weights=weights)
     return SequentialTrainer(model, layout, x, y, class_weights=weights)
+
+
+def _local_start(hooks: list[Hook], ctx: RoundContext, n: int, numel: int) -> LocalStart | None:
+    """The one hook's per-client starts of this round, checked (None: the global model)."""
+    found: list[tuple[str, LocalStart]] = []
+    for h in hooks:
+        s = h.local_start(ctx)
+        if s is not None:
+            found.append((h.name, s))
+    if not found:
+        return None
+    if len(found) > 1:
+        raise ValueError(
+            f"round {ctx.round + 1}: hooks {[name for name, _ in found]} all set per-client "
+            "starts; only one may"
+        )
+    name, s = found[0]
+    if s.params.shape != (n, numel) or s.params.dtype != torch.float32:
+        raise ValueError(
+            f"round {ctx.round + 1}: hook {name!r} returned starts of {s.params.dtype} "
+            f"{tuple(s.params.shape)}, expected float32 ({n}, {numel})"
+        )
+    t = s.trainable
+    if t is not None and (t.shape != (n, numel) or t.dtype != torch.bool):
+        raise ValueError(
+            f"round {ctx.round + 1}: hook {name!r} returned a trainable mask of "
+            f"{t.dtype} {tuple(t.shape)}, expected bool ({n}, {numel})"
+        )
+    return s
 
 
 def lr_at(train: TrainConfig, r: int, rounds: int) -> float:
@@ -466,7 +495,9 @@ def _root_update(
             rngs=[numpy_rng(cfg.seed, Stream.ROOT_DATA, r)],
         )
         # the server's own row gets an id no client has (DP-SGD keys its noise on ids)
-        root_recipe = dataclasses.replace(recipe, client_ids=(cfg.data.num_clients,))
+        root_recipe = dataclasses.replace(
+            recipe, client_ids=(cfg.data.num_clients,), trainable=None
+        )
         return trainer.train(params, root_plan, root_recipe).params[0] - params
 
     return compute
@@ -693,6 +724,11 @@ def _run(
 
         fedre_hook = FedREHook(cfg, fed.dataset, fed.clients, net, layout)
         privacy.append(fedre_hook)
+    qsn: list[Hook] = []
+    if cfg.fedqsn.enabled:
+        from fedshield.privacy.fedqsn.hook import FedQSNHook
+
+        qsn = [FedQSNHook(cfg, net, layout, tuple(fed.dataset.input_shape))]
     psi_scorer = None
     if cfg.server.aggregator == "pda_pam":
         from fedshield.privacy.fedre.hook import public_psi_scorer
@@ -707,7 +743,9 @@ def _run(
     # order: attackers rewrite uploads, privacy mechanisms protect them, secure aggregation
     # turns them into (group) sums, curious parties observe what the server actually
     # received, then the user's hooks
-    hooks = [threat, *privacy, secure, *spying, *hooks]
+    # FedQSN sends the proxies clients start from, and its merge (after aggregation) comes
+    # before any server-side noise
+    hooks = [threat, *qsn, *privacy, secure, *spying, *hooks]
     if layout.dtype != torch.float32:
         raise ConfigError(f"the model's parameters are {layout.dtype}; fedshield trains float32")
     trainer = make_trainer(cfg, net, layout, threat.x_train, threat.y_train, fedre_hook)
@@ -803,6 +841,7 @@ def _run(
                     rngs=[numpy_rng(cfg.seed, Stream.BATCHES, r, k) for k in ids],
                 )
                 plan = threat.poison_plan(plan, reporting, r)
+                begin = _local_start(hooks, ctx, len(ids), layout.numel)
                 recipe = LocalRecipe(
                     lr=lr,
                     momentum=cfg.train.momentum,
@@ -810,9 +849,11 @@ def _run(
                     prox_mu=cfg.train.prox_mu,
                     round=r,
                     client_ids=tuple(ids),
+                    trainable=begin.trainable if begin is not None else None,
                 )
                 t0 = time.perf_counter()
-                local = trainer.train(params, plan, recipe)
+                start = begin.params if begin is not None else params
+                local = trainer.train(start, plan, recipe)
                 t_train = time.perf_counter() - t0
                 n_k = num_samples[reporting]
                 weights = (
@@ -822,7 +863,7 @@ def _run(
                 )
                 updates = ClientUpdates(
                     client_ids=reporting,
-                    updates=local.params.sub_(params),
+                    updates=local.params.sub_(start),
                     weights=weights,
                     num_samples=n_k,
                     loss=local.loss,
@@ -968,6 +1009,8 @@ def _run(
             if callable(summary):
                 final.setdefault("privacy", {}).update(summary())
         audit = next((h for h in privacy if hasattr(h, "result")), None)
+        for h in qsn:
+            final["fedqsn"] = h.summary()  # type: ignore[attr-defined]
         if audit is not None:
             try:
                 res = to_plain(audit.result(cfg.privacy.delta))

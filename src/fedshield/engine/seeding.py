@@ -37,6 +37,8 @@ class Stream(IntEnum):
     FEDRE_NOISE = 19
     PDA_PAM = 20
     LDP_FED = 21
+    FEDQSN_SERVER = 22
+    FEDQSN_CLIENT = 23
 
 
 def _entropy(seed: int, stream: Stream, keys: tuple[int, ...]) -> list[int]:

@@ -26,6 +26,7 @@ def sgd_update_(
     anchors: list[Tensor] | None,
     active: Tensor,
     recipe: LocalRecipe,
+    keep: list[Tensor] | None = None,
 ) -> None:
     """Apply one (masked) SGD step in place to stacked client parameters.
 
@@ -36,6 +37,8 @@ def sgd_update_(
         anchors: Global parameters ``[...]`` for the proximal term, or None.
         active: ``[C]`` float, 1.0 for clients that take this step, 0.0 for masked ones.
         recipe: Learning rate, momentum, weight decay and mu.
+        keep: Optional float masks (same shapes as ``params``, 1 = trainable): the step
+            of a 0 coordinate is dropped, so it keeps its value.
     """
     all_active = bool(active.min() > 0)
     for i, (p, g) in enumerate(zip(params, grads, strict=True)):
@@ -53,6 +56,8 @@ def sgd_update_(
             step = bufs[i]
         else:
             step = g
+        if keep is not None:
+            step = step * keep[i]
         if all_active:
             p.sub_(step, alpha=recipe.lr)
         else:
@@ -112,9 +117,17 @@ class VmapTrainer:
         C = plan.num_clients
         glob = self.layout.unflatten(start)
         names = list(self.layout.names)
-        params = [glob[n].unsqueeze(0).repeat(C, *([1] * glob[n].dim())) for n in names]
+        if start.dim() == 2:  # one start per client (e.g. FedQSN's proxies)
+            params = [glob[n].clone() for n in names]
+        else:
+            params = [glob[n].unsqueeze(0).repeat(C, *([1] * glob[n].dim())) for n in names]
         bufs = [torch.zeros_like(p) for p in params] if recipe.momentum else None
         anchors = [glob[n] for n in names] if recipe.prox_mu else None
+        keep = (
+            [m.to(start.dtype) for m in self.layout.unflatten(recipe.trainable).values()]
+            if recipe.trainable is not None
+            else None
+        )
         counts = plan.counts.to(torch.float32)
         loss_sum = torch.zeros(C)
         self.model.train()
@@ -126,7 +139,7 @@ class VmapTrainer:
             )
             loss_sum += loss.detach()
             active = (counts[:, s] > 0).to(torch.float32)
-            sgd_update_(params, [grads[n] for n in names], bufs, anchors, active, recipe)
+            sgd_update_(params, [grads[n] for n in names], bufs, anchors, active, recipe, keep)
         steps = (plan.counts > 0).sum(dim=1).clamp(min=1)
         self.layout.write_rows(dict(zip(names, params, strict=True)), out)
         return loss_sum / steps

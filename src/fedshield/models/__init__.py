@@ -16,9 +16,21 @@ import torch
 from torch import nn
 
 from fedshield.models.reference import cnn, lenet, logreg, mlp_2nn
+from fedshield.models.transformer import TinyTransformer, tiny_transformer
 from fedshield.models.unet import unet
 
-__all__ = ["MODELS", "ModelFactory", "build_model", "cnn", "lenet", "logreg", "mlp_2nn", "unet"]
+__all__ = [
+    "MODELS",
+    "ModelFactory",
+    "TinyTransformer",
+    "build_model",
+    "cnn",
+    "lenet",
+    "logreg",
+    "mlp_2nn",
+    "tiny_transformer",
+    "unet",
+]
 
 ModelFactory = Callable[[tuple[int, ...], int], nn.Module]
 """``(input_shape, num_classes) -> nn.Module``; ``input_shape`` excludes the batch axis."""
@@ -29,6 +41,7 @@ MODELS: dict[str, ModelFactory] = {
     "lenet": lenet,
     "logreg": logreg,
     "unet": unet,
+    "transformer": tiny_transformer,
 }
 """Registry of reference models: name -> factory."""
 

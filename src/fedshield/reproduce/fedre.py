@@ -68,6 +68,7 @@ from fedshield.privacy.fedre.budget import (
 )
 from fedshield.privacy.fedre.hook import LDPFed
 from fedshield.privacy.fedre.psi import per_format_scores
+from fedshield.reproduce.cache import ResultCache as _Cache
 
 __all__ = ["PAPER", "FedREStudy", "reproduce_fedre", "write_report"]
 
@@ -310,40 +311,6 @@ tamper masks fluctuate by several IoU points)."""
 def _scores(history: list[dict[str, Any]]) -> dict[str, float]:
     evals = [h for h in history if "test_iou" in h][-_LAST:]
     return {k: float(np.mean([h[f"test_{k}"] for h in evals])) for k in _SCORES}
-
-
-class _Cache:
-    """Results of finished runs, persisted after each one (resume after a crash)."""
-
-    def __init__(self, path: Path, prefix: str) -> None:
-        self.path = path
-        self.prefix = prefix
-        self.data: dict[str, Any] = json.loads(path.read_text()) if path.exists() else {}
-        self.used: set[str] = set()
-
-    def get(self, key: str, compute: Callable[[], Any]) -> Any:
-        full = f"{self.prefix}/{key}"
-        self.used.add(full)
-        if full not in self.data:
-            t0 = time.perf_counter()
-            value = compute()
-            self.data[full] = {"value": value, "seconds": time.perf_counter() - t0}
-            tmp = self.path.with_suffix(".tmp")
-            tmp.write_text(json.dumps(self.data, indent=1))
-            tmp.replace(self.path)
-        return self.data[full]["value"]
-
-    def seconds(self) -> float:
-        """Compute time of the results this invocation used, cached or not (what a run
-        from scratch costs; ``localset`` is the sum of its ``localset-k`` runs and is not
-        counted twice)."""
-        return float(
-            sum(
-                self.data[k]["seconds"]
-                for k in self.used
-                if k in self.data and k != f"{self.prefix}/localset"
-            )
-        )
 
 
 # --------------------------------------------------------------------------- runs
@@ -768,7 +735,7 @@ def reproduce_fedre(
     torch.set_num_threads(study.threads)
     try:
         ds = _data(study)
-        cache = _Cache(runs / "results.json", study.key())
+        cache = _Cache(runs / "results.json", study.key(), summaries=("localset",))
         state_path = runs / f"pretrained-{study.key()}.pt"
         if state_path.exists():
             state = torch.load(state_path, weights_only=True)

@@ -263,12 +263,8 @@ def _run(
     k = study.steal_client
     xk, yk = ds.x_train[fed.clients[k]], ds.y_train[fed.clients[k]]
     gen = torch.Generator().manual_seed(study.seed + 7)
-    fresh = ParamLayout.from_module(
-        build_model(task.model, tuple(ds.input_shape), ds.num_classes, seed=study.seed + 99)
-    )
-    init = fresh.flatten(
-        build_model(task.model, tuple(ds.input_shape), ds.num_classes, seed=study.seed + 99)
-    )
+    fresh = build_model(task.model, tuple(ds.input_shape), ds.num_classes, seed=study.seed + 99)
+    init = ParamLayout.from_module(fresh).flatten(fresh)
     if s.enabled:
         groups = unit_groups(model, tuple(ds.input_shape))
         server = server_mask(groups, s.p1, torch_generator(cfg.seed, Stream.FEDQSN_SERVER))

@@ -475,6 +475,11 @@ class FedQSNConfig(_Section):
         "paper); whole_state: mean of the uploaded proxies (the reference code)",
         choices=("coordinate", "whole_state"),
     )
+    trainable: tuple[str, ...] = opt(
+        (),
+        "names (or name prefixes, e.g. '7.' or 'blocks.1.') of the parameters clients train "
+        "on their proxy; empty = all they received",
+    )
 
 
 #: aggregation rules that work on a single row (one secure sum per round, group_size = 0)

@@ -97,6 +97,12 @@ MNIST_TASK = QSNTask(
     batch_size=32, lr=0.02, momentum=0.9, eval_every=10, steal_epochs=1, steal_lr=1e-3,
 )  # fmt: skip
 
+MNIST_DEVICE_TASK = dataclasses.replace(
+    MNIST_TASK, name="MNIST CNN, cross-device (59 samples per client)", num_clients=1000
+)
+"""The same owner and model, 1,000 clients: the curious client has a cross-device
+client's data (about 59 samples) to rebuild the model from."""
+
 TEXT_TASK = QSNTask(
     name="Shakespeare transformer", dataset="shakespeare", model="transformer",
     pretrain_samples=1000, pretrain_epochs=4, pretrain_lr=3e-3, num_clients=20,
@@ -132,7 +138,7 @@ class FedQSNStudy:
     """
 
     seed: int = 0
-    tasks: tuple[QSNTask, ...] = (MNIST_TASK, TEXT_TASK)
+    tasks: tuple[QSNTask, ...] = (MNIST_TASK, MNIST_DEVICE_TASK, TEXT_TASK)
     settings: tuple[QSNSetting, ...] = SETTINGS
     block_size: int = 64
     steal_client: int = 0

@@ -152,3 +152,23 @@ def test_transformer_units_attention_output_and_feed_forward(tmp_path: Path) -> 
     assert int(never.sum()) > 0
     assert torch.equal(res.params[never], master0[never])
     assert torch.isfinite(res.params).all()
+
+
+@pytest.mark.parametrize("backend", ["vmap", "sequential"])
+def test_configured_subset_is_all_clients_train(tmp_path: Path, backend: str) -> None:
+    q = {"enabled": True, "p1": 0.25, "p2": 0.25, "trainable": ["5."]}  # the head only
+    cap = _Capture()
+    run_experiment(
+        from_dict(_raw(tmp_path, rounds=1, backend=backend, **q)), model=_small, hooks=[cap]
+    )
+    ((_, ups),) = cap.seen
+    layout = ParamLayout.from_module(_small((1, 8, 8), 10))
+    head = torch.zeros(layout.numel, dtype=torch.bool)
+    head[layout.slices["5.weight"]] = True
+    head[layout.slices["5.bias"]] = True
+    assert bool((ups.updates[:, ~head] == 0).all())
+    assert bool((ups.updates[:, head] != 0).any())
+    with pytest.raises(ValueError, match="matches no parameter"):
+        run_experiment(
+            from_dict(_raw(tmp_path, rounds=1, enabled=True, trainable=["nope"])), model=_small
+        )

@@ -65,6 +65,23 @@ def client_proxy(
     )
 
 
+def _trainable_subset(layout: ParamLayout, names: tuple[str, ...]) -> Tensor | None:
+    """``bool [P]``: the coordinates of the parameters ``names`` select (None = all)."""
+    if not names:
+        return None
+    out = torch.zeros(layout.numel, dtype=torch.bool)
+    for pattern in names:
+        hits = [n for n in layout.names if n == pattern or n.startswith(pattern)]
+        if not hits:
+            raise ValueError(
+                f"fedqsn.trainable entry {pattern!r} matches no parameter; the model's "
+                f"parameters are {', '.join(layout.names)}"
+            )
+        for n in hits:
+            out[layout.slices[n]] = True
+    return out
+
+
 class FedQSNHook(Hook):
     """Sends proxies, trains them, merges per coordinate (see the module docstring).
 
@@ -88,6 +105,7 @@ class FedQSNHook(Hook):
         self.layout = layout
         self.groups = unit_groups(model, input_shape)
         self.quantize = quantized_names(layout, model)
+        self.subset = _trainable_subset(layout, cfg.fedqsn.trainable)
         if not self.groups and (cfg.fedqsn.p1 > 0 or cfg.fedqsn.p2 > 0):
             raise ValueError(
                 "fedqsn.p1/p2 > 0 but the model has no hidden Linear/Conv2d layer to mask"
@@ -146,7 +164,8 @@ class FedQSNHook(Hook):
             "sent_fraction": float(received.float().mean()) if n else 0.0,
             "relative_l2_error": (num / den) ** 0.5 if den > 0 else 0.0,
         }
-        return LocalStart(params=starts, trainable=received)
+        trainable = received if self.subset is None else received & self.subset
+        return LocalStart(params=starts, trainable=trainable)
 
     def after_local_training(self, ctx: RoundContext, updates: ClientUpdates) -> ClientUpdates:
         """Express each update in the master's units (undo inverted-dropout scaling)."""

@@ -144,7 +144,8 @@ class FedQSNHook(Hook):
             received[row] = coordinate_mask(self.layout, self.groups, proxy.unit_masks)
             if scale is not None:
                 scale[row] = proxy_scale(self.layout, self.groups, proxy.unit_masks)
-            self.seen[k] |= torch.cat(list(proxy.unit_masks)).numpy() if proxy.unit_masks else []
+            if proxy.unit_masks:
+                self.seen[k] |= torch.cat(list(proxy.unit_masks)).numpy()
             sent += proxy.nbytes()
             ref = ctx.global_params[received[row]]
             got = starts[row][received[row]]
